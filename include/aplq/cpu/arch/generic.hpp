@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+// The kernels' primitives written once for any xsimd architecture, and the chunk geometry they
+// share with the hand-written ones (arch/avx2.hpp). A chunk is 32 consecutive codes of one row:
+// it never straddles a scale group (groups are whole multiples of 32) and it is the block over
+// which the int8 policy quantizes activations.
+//
+// load_chunk returns the chunk's 32 codes in a layout-dependent lane order (lane_code); the
+// kernels permute the activations into the same order once per call, so no primitive ever
+// shuffles weights back into index order.
+//
+// Primitives are overloads on the architecture tag (requires_arch<X> is X const&): the overload
+// for the most derived architecture wins, and xsimd::generic serves every other one.
+#pragma once
+
+#include <cstring>
+#include <type_traits>
+
+#include "../../format.hpp"
+#include "../compat.hpp"
+
+namespace aplq {
+namespace cpu {
+
+template <class Arch>
+using requires_arch = const Arch&;
+
+inline constexpr int chunk_codes = 32;
+
+template <class F>
+inline constexpr bool is_sequential = std::is_same<typename F::layout_type, layout::sequential>::value;
+
+// Which code of a chunk sits in lane l once loaded. Sequential 2- and 4-bit codes come out as
+// bit planes (all low fields of the chunk's bytes, then the next field, ...); every other
+// layout and width keeps index order.
+template <class F>
+constexpr int lane_code(int l) noexcept {
+  if constexpr (is_sequential<F> && (F::bits == 2 || F::bits == 4)) {
+    constexpr int lanes = chunk_codes / F::per_byte;
+    return (l % lanes) * F::per_byte + l / lanes;
+  } else {
+    return l;
+  }
+}
+
+// Bytes a chunk spans in a sequential row (a striped chunk is one plane of a 32-byte stripe).
+template <class F>
+inline constexpr index_t chunk_bytes = chunk_codes / F::per_byte;
+
+// The bias subtracted from codes before the u8 x s8 product: 8-bit codes are recentred to int8
+// so that the pairwise sums of the product cannot saturate 16 bits; narrower codes go unsigned.
+template <class F>
+inline constexpr int dot_bias = F::bits == 8 ? 128 : 0;
+
+struct generic_chunk {
+  alignas(32) std::uint8_t u[chunk_codes];
+};
+
+// `src` points at the chunk's first byte (sequential) or its stripe (striped; plane picks the
+// chunk within it).
+template <class F, class A>
+inline generic_chunk load_chunk(const std::uint8_t* src, int plane,
+                                requires_arch<xsimd::generic>) noexcept {
+  generic_chunk c;
+  if constexpr (is_sequential<F>) {
+    (void)plane;
+    for (int l = 0; l < chunk_codes; ++l) {
+      const int j = lane_code<F>(l);
+      c.u[l] = static_cast<std::uint8_t>((src[j / F::per_byte] >> (j % F::per_byte * F::bits)) &
+                                         F::code_max);
+    }
+  } else {
+    for (int l = 0; l < chunk_codes; ++l)
+      c.u[l] = static_cast<std::uint8_t>((src[l] >> (plane * F::bits)) & F::code_max);
+  }
+  return c;
+}
+
+// out[v] = (codes - c) of lanes [v * W, v * W + W) as floats.
+template <class F, class A>
+inline void dequantize_chunk(const generic_chunk& codes, float c, xsimd::batch<float, A>* out,
+                             requires_arch<xsimd::generic>) noexcept {
+  using fb = xsimd::batch<float, A>;
+  alignas(64) float tmp[chunk_codes];
+  for (int l = 0; l < chunk_codes; ++l)
+    tmp[l] = static_cast<float>(codes.u[l]) - c;
+  for (int v = 0; v < chunk_codes / static_cast<int>(fb::size); ++v)
+    out[v] = fb::load_unaligned(tmp + v * fb::size);
+}
+
+// Lane-wise partial sums of (codes - dot_bias) * x; their total is the chunk's integer dot.
+template <class F, class A>
+inline xsimd::batch<std::int32_t, A> dot_chunk_i8(const generic_chunk& codes, const std::int8_t* x,
+                                                  requires_arch<xsimd::generic>) noexcept {
+  using ib = xsimd::batch<std::int32_t, A>;
+  alignas(64) std::int32_t part[ib::size] = {};
+  for (int l = 0; l < chunk_codes; ++l)
+    part[l % ib::size] += (static_cast<int>(codes.u[l]) - dot_bias<F>) * x[l];
+  return ib::load_unaligned(part);
+}
+
+template <class A>
+inline float load_scale(float s, requires_arch<xsimd::generic>) noexcept {
+  return s;
+}
+template <class A>
+inline float load_scale(half s, requires_arch<xsimd::generic>) noexcept {
+  return half_to_float(s);
+}
+
+} // namespace cpu
+} // namespace aplq

@@ -1,0 +1,321 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CPU GEMV/GEMM kernels, written once for any format and any xsimd architecture.
+//
+// A call prepares the activations once (permuted into the chunk lane order of the format's
+// layout, zero-padded to whole chunks, and for the int8 policy quantized per chunk), then runs
+// row kernels over blocks of weight rows on the thread pool. A row kernel streams one weight row
+// against NX activation rows, so a batch reuses every expanded chunk NX times. Each output
+// element is computed by exactly one row kernel in a fixed order: results do not depend on the
+// thread count.
+//
+// Per group g with stored (s, z), the affine form of format.hpp gives w = a * (u - c), so
+//   exact:  y += a * sum_chunks sum_lanes (u - c) * x                    (f32 FMA)
+//   int8:   y += a * sum_chunks dx * sum_lanes (u - bias) * xq  -  a * (c - bias) * gsum[g]
+// where xq = round(x / dx) per chunk and gsum[g] = sum over the group's chunks of dx * sum(xq).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <new>
+#include <vector>
+
+#include "../view.hpp"
+#include "arch/avx2.hpp"
+#include "arch/avx512bw.hpp"
+#include "arch/generic.hpp"
+#include "thread_pool.hpp"
+
+namespace aplq {
+
+// How a kernel computes: `exact` dequantizes weights to f32 and uses FMA; `int8` quantizes the
+// activations to int8 per 32-element chunk on the fly and uses integer dot products.
+enum class compute : int { exact = 0, int8 = 1 };
+
+struct options {
+  int threads = 1;                  // threads to use; <= 0 means all hardware threads
+  compute policy = compute::exact;  // see `compute`
+};
+
+namespace cpu {
+namespace detail {
+
+// Activations of one call, in the kernels' lane order.
+struct activations {
+  index_t n = 0;         // activation rows
+  index_t chunks = 0;    // chunks per row: ceil(cols / 32)
+  index_t groups = 0;    // scale groups per row
+  std::vector<float> xf;          // exact: [n][chunks * 32], zero-padded
+  std::vector<std::int8_t> xq;    // int8:  [n][chunks * 32], zero-padded
+  std::vector<float> dx;          // int8:  [n][chunks] activation scales
+  std::vector<float> gsum;        // int8:  [n][groups] sum over the group of dx * sum(xq)
+};
+
+// Everything a row kernel needs of W, with the group size as a run-time chunk count so that one
+// kernel serves every group size of a (bits, zero point, scale type, layout).
+template <class Scale>
+struct weights {
+  const std::uint8_t* codes;
+  const Scale* scales;
+  const Scale* zeros;
+  index_t rows, cols, row_bytes, groups, chunks_per_group, chunks;
+};
+
+// Templated on the architecture too, like everything a kernel calls: the compiled dispatch
+// library builds this header once per ISA, and an inline function shared between those
+// translation units could be resolved to the copy built for another ISA.
+template <class F, class A>
+status prepare(const float* x, index_t n, index_t cols, index_t groups, index_t chunks_per_group,
+               compute policy, activations& act) noexcept {
+  act.n = n;
+  act.chunks = (cols + chunk_codes - 1) / chunk_codes;
+  act.groups = groups;
+  const index_t padded = act.chunks * chunk_codes;
+  try {
+    if (policy == compute::exact) {
+      act.xf.resize(static_cast<std::size_t>(n * padded));
+    } else {
+      act.xq.resize(static_cast<std::size_t>(n * padded));
+      act.dx.resize(static_cast<std::size_t>(n * act.chunks));
+      act.gsum.assign(static_cast<std::size_t>(n * groups), 0.0f);
+    }
+  } catch (const std::bad_alloc&) {
+    return status::out_of_memory;
+  }
+  for (index_t i = 0; i < n; ++i) {
+    const float* xi = x + i * cols;
+    for (index_t c = 0; c < act.chunks; ++c) {
+      float v[chunk_codes];
+      for (int l = 0; l < chunk_codes; ++l) {
+        const index_t j = c * chunk_codes + lane_code<F>(l);
+        v[l] = j < cols ? xi[j] : 0.0f;
+      }
+      if (policy == compute::exact) {
+        std::copy(v, v + chunk_codes, act.xf.data() + i * padded + c * chunk_codes);
+        continue;
+      }
+      float amax = 0.0f;
+      for (float e : v)
+        amax = std::max(amax, std::fabs(e));
+      const float d = amax / 127.0f;
+      std::int8_t* q = act.xq.data() + i * padded + c * chunk_codes;
+      int sum = 0;
+      for (int l = 0; l < chunk_codes; ++l) {
+        const float r = d > 0.0f ? std::rint(v[l] / d) : 0.0f;
+        q[l] = static_cast<std::int8_t>(std::min(127.0f, std::max(-127.0f, r)));
+        sum += q[l];
+      }
+      act.dx[i * act.chunks + c] = d;
+      act.gsum[i * groups + c / chunks_per_group] += d * static_cast<float>(sum);
+    }
+  }
+  return status::ok;
+}
+
+// The chunk `c` of `row`: its stripe and plane, or for a sequential row its bytes (copied into
+// `tail` when the row ends inside the chunk, so no load reads past the row).
+template <class F, class A>
+APLQ_FORCE_INLINE auto chunk_at(const std::uint8_t* row, index_t row_bytes, index_t c,
+                                std::uint8_t* tail) noexcept {
+  if constexpr (is_sequential<F>) {
+    const index_t begin = c * chunk_bytes<F>;
+    if (begin + chunk_bytes<F> > row_bytes) {
+      std::memset(tail, 0, chunk_codes);
+      std::memcpy(tail, row + begin, static_cast<std::size_t>(row_bytes - begin));
+      return load_chunk<F, A>(tail, 0, A{});
+    }
+    return load_chunk<F, A>(row + begin, 0, A{});
+  } else {
+    return load_chunk<F, A>(row + c / F::per_byte * chunk_codes,
+                            static_cast<int>(c % F::per_byte), A{});
+  }
+}
+
+template <class F, class A, class Scale>
+APLQ_FORCE_INLINE void group_affine(const weights<Scale>& w, index_t r, index_t g, float& a,
+                                    float& c) noexcept {
+  const index_t i = r * w.groups + g;
+  a = F::affine_a(load_scale<A>(w.scales[i], A{}));
+  if constexpr (F::zero_point)
+    c = F::affine_c(load_scale<A>(w.zeros[i], A{}));
+  else
+    c = F::affine_c(0.0f);
+}
+
+// Chunks summed together before a block's sum joins the row's (see row_exact).
+inline constexpr index_t block_chunks = 32;
+
+// out[k] = row r of W times activation row xrow[k], k < NX.
+template <class F, class A, int NX, class Scale>
+inline void row_exact(const weights<Scale>& w, index_t r, const activations& act,
+                      const index_t* xrow, float* out) noexcept {
+  using fb = xsimd::batch<float, A>;
+  constexpr int V = chunk_codes / static_cast<int>(fb::size);
+  const std::uint8_t* row = w.codes + r * w.row_bytes;
+  const float* xs[NX];
+  fb acc[NX];
+  for (int k = 0; k < NX; ++k) {
+    xs[k] = act.xf.data() + xrow[k] * act.chunks * chunk_codes;
+    acc[k] = fb(0.0f);
+  }
+  alignas(32) std::uint8_t tail[chunk_codes];
+  for (index_t g = 0; g < w.groups; ++g) {
+    float a, c;
+    group_affine<F, A>(w, r, g, a, c);
+    const index_t begin = g * w.chunks_per_group;
+    const index_t end = std::min(begin + w.chunks_per_group, w.chunks);
+    // Blocked summation: a chunk's products are summed on their own, chunks into a block of at
+    // most block_chunks, blocks (scaled by a) into the row. Compared with one running sum per
+    // lane this keeps the f32 error of a 64k-long whole-row group near that of a short one, at
+    // one extra add per chunk.
+    for (index_t b0 = begin; b0 < end; b0 += block_chunks) {
+      const index_t b1 = std::min(b0 + block_chunks, end);
+      fb bacc[NX];
+      for (int k = 0; k < NX; ++k)
+        bacc[k] = fb(0.0f);
+      for (index_t ch = b0; ch < b1; ++ch) {
+        fb wv[V];
+        dequantize_chunk<F, A>(chunk_at<F, A>(row, w.row_bytes, ch, tail), c, wv, A{});
+        for (int k = 0; k < NX; ++k) {
+          const float* xc = xs[k] + ch * chunk_codes;
+          fb cacc = wv[0] * fb::load_unaligned(xc);
+          for (int v = 1; v < V; ++v)
+            cacc = xsimd::fma(wv[v], fb::load_unaligned(xc + v * fb::size), cacc);
+          bacc[k] += cacc;
+        }
+      }
+      for (int k = 0; k < NX; ++k)
+        acc[k] = xsimd::fma(fb(a), bacc[k], acc[k]);
+    }
+  }
+  for (int k = 0; k < NX; ++k)
+    out[k] = compat::reduce_add(acc[k]);
+}
+
+template <class F, class A, int NX, class Scale>
+inline void row_int8(const weights<Scale>& w, index_t r, const activations& act,
+                     const index_t* xrow, float* out) noexcept {
+  using fb = xsimd::batch<float, A>;
+  const std::uint8_t* row = w.codes + r * w.row_bytes;
+  const std::int8_t* xs[NX];
+  const float* dx[NX];
+  const float* gsum[NX];
+  fb acc[NX];
+  float off[NX];
+  for (int k = 0; k < NX; ++k) {
+    xs[k] = act.xq.data() + xrow[k] * act.chunks * chunk_codes;
+    dx[k] = act.dx.data() + xrow[k] * act.chunks;
+    gsum[k] = act.gsum.data() + xrow[k] * act.groups;
+    acc[k] = fb(0.0f);
+    off[k] = 0.0f;
+  }
+  alignas(32) std::uint8_t tail[chunk_codes];
+  for (index_t g = 0; g < w.groups; ++g) {
+    float a, c;
+    group_affine<F, A>(w, r, g, a, c);
+    const index_t end = std::min((g + 1) * w.chunks_per_group, w.chunks);
+    for (index_t ch = g * w.chunks_per_group; ch < end; ++ch) {
+      const auto codes = chunk_at<F, A>(row, w.row_bytes, ch, tail);
+      for (int k = 0; k < NX; ++k) {
+        const auto dot = dot_chunk_i8<F, A>(codes, xs[k] + ch * chunk_codes, A{});
+        acc[k] = xsimd::fma(fb(a * dx[k][ch]), xsimd::to_float(dot), acc[k]);
+      }
+    }
+    const float ac = a * (c - static_cast<float>(dot_bias<F>));
+    for (int k = 0; k < NX; ++k)
+      off[k] += ac * gsum[k][g];
+  }
+  for (int k = 0; k < NX; ++k)
+    out[k] = compat::reduce_add(acc[k]) - off[k];
+}
+
+template <class F, class A, compute P, int NX, class Scale>
+APLQ_FORCE_INLINE void row(const weights<Scale>& w, index_t r, const activations& act,
+                           const index_t* xrow, float* out) noexcept {
+  if constexpr (P == compute::exact)
+    row_exact<F, A, NX>(w, r, act, xrow, out);
+  else
+    row_int8<F, A, NX>(w, r, act, xrow, out);
+}
+
+// Activation rows share each expanded weight chunk in tiles of this many.
+inline constexpr int batch_tile = 4;
+
+template <class F, class A, compute P, class Scale>
+void rows(const weights<Scale>& w, index_t r0, index_t r1, const activations& act,
+          float* y) noexcept {
+  for (index_t r = r0; r < r1; ++r) {
+    index_t n = 0;
+    for (; n + batch_tile <= act.n; n += batch_tile) {
+      const index_t xr[batch_tile] = {n, n + 1, n + 2, n + 3};
+      float out[batch_tile];
+      row<F, A, P, batch_tile>(w, r, act, xr, out);
+      for (int k = 0; k < batch_tile; ++k)
+        y[(n + k) * w.rows + r] = out[k];
+    }
+    for (; n < act.n; ++n) {
+      float out;
+      row<F, A, P, 1>(w, r, act, &n, &out);
+      y[n * w.rows + r] = out;
+    }
+  }
+}
+
+// The kernel format: F with the group size erased (it travels in weights::chunks_per_group).
+template <class F>
+using kernel_format = aplq::format<F::bits, whole_row, F::zero_point, typename F::scale_type,
+                                   typename F::layout_type>;
+
+template <class K, class A, class Scale>
+status run(const weights<Scale>& w, const float* x, index_t n, float* y,
+           const options& opt) noexcept {
+  // Per calling thread, reused across calls. Worker threads must see the caller's buffers, so
+  // the lambda below takes them through a reference (a thread_local is never captured).
+  thread_local activations buffers;
+  activations& act = buffers;
+  if (status s = prepare<K, A>(x, n, w.cols, w.groups, w.chunks_per_group, opt.policy, act);
+      s != status::ok)
+    return s;
+  // Rows per task: enough tasks to balance, each large enough to amortize a claim.
+  const index_t block = std::max<index_t>(8, w.rows / 64);
+  const index_t tasks = (w.rows + block - 1) / block;
+  auto task = [&](index_t t) noexcept {
+    const index_t r0 = t * block, r1 = std::min(w.rows, r0 + block);
+    if (opt.policy == compute::exact)
+      rows<K, A, compute::exact>(w, r0, r1, act, y);
+    else
+      rows<K, A, compute::int8>(w, r0, r1, act, y);
+  };
+  thread_pool::global().run(opt.threads, tasks, task);
+  return status::ok;
+}
+
+} // namespace detail
+
+// Y [n][rows] = X [n][cols] W^T on architecture A.
+template <class A, class F>
+status gemm(const qmatrix_view<F>& w, const float* x, index_t n, float* y,
+            const options& opt = {}) noexcept {
+  if (status s = w.validate(); s != status::ok)
+    return s;
+  if (n <= 0)
+    return status::invalid_shape;
+  if (x == nullptr || y == nullptr)
+    return status::null_pointer;
+  if (opt.policy != compute::exact && opt.policy != compute::int8)
+    return status::invalid_argument;
+  const index_t chunks = (w.cols + chunk_codes - 1) / chunk_codes;
+  const index_t cpg = F::group == whole_row ? chunks : F::group / chunk_codes;
+  const detail::weights<typename F::scale_type> k{w.codes, w.scales,    w.zeros,
+                                                  w.rows,  w.cols,      w.row_bytes(),
+                                                  w.groups(), cpg, chunks};
+  return detail::run<detail::kernel_format<F>, A>(k, x, n, y, opt);
+}
+
+// y [rows] = W x [cols] on architecture A.
+template <class A, class F>
+status gemv(const qmatrix_view<F>& w, const float* x, float* y, const options& opt = {}) noexcept {
+  return gemm<A>(w, x, 1, y, opt);
+}
+
+} // namespace cpu
+} // namespace aplq

@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CPU kernels against aplq::ref: every format x layout x compute policy x ISA this CPU runs,
+// on odd shapes (1x1, K off the chunk and group sizes, M off the row block, large K), GEMV and
+// batched GEMM, results independent of the thread count, and bad arguments rejected.
+#include "../testing.hpp"
+
+#include <cstring>
+#include <limits>
+
+namespace {
+
+using namespace aplq;
+using namespace aplq_test;
+
+struct shape {
+  index_t m, k;
+};
+constexpr shape shapes[] = {{1, 1}, {3, 31}, {5, 33}, {17, 100}, {9, 257}, {33, 1000}, {4, 4099}};
+constexpr index_t batch = 6; // one tile of four activation rows plus a remainder of two
+
+const char* policy_name(compute p) { return p == compute::exact ? "exact" : "int8"; }
+
+// The int8 policy's error bound. The kernel multiplies the quantized weights with x' = dx * xq,
+// where per 32-element chunk dx = max|x| / 127 and xq = round(x / dx), so |x - x'| <= dx / 2 and
+//   |y_int8 - y_exact| <= sum_j |w_j| * dx_j / 2.
+// On top comes f32 rounding of the integer sums' scaling and the zero-point correction, bounded
+// by 1e-5 * sum_j |a_j| * 2^bits * (|x_j| + dx_j), where a_j is the group's affine scale.
+template <class F>
+std::vector<double> int8_bound(const qmatrix_view<F>& w, const std::vector<float>& x, index_t n) {
+  std::vector<double> bound(static_cast<std::size_t>(n * w.rows));
+  const index_t k = w.cols;
+  for (index_t i = 0; i < n; ++i) {
+    std::vector<double> dx(static_cast<std::size_t>(k));
+    for (index_t c = 0; c < k; c += 32) {
+      double amax = 0.0;
+      for (index_t j = c; j < std::min(k, c + 32); ++j)
+        amax = std::max(amax, std::fabs(static_cast<double>(x[i * k + j])));
+      for (index_t j = c; j < std::min(k, c + 32); ++j)
+        dx[j] = amax / 127.0;
+    }
+    for (index_t r = 0; r < w.rows; ++r) {
+      double act = 0.0, rounding = 0.0;
+      for (index_t j = 0; j < k; ++j) {
+        const index_t g = r * w.groups() + j / F::group_size(k);
+        const double a = std::fabs(F::affine_a(to_float(w.scales[g])));
+        act += std::fabs(ref::weight(w, r, j)) * dx[j] / 2.0;
+        rounding += a * (1 << F::bits) * (std::fabs(x[i * k + j]) + dx[j]);
+      }
+      bound[i * w.rows + r] = act + 1e-5 * rounding + 1e-30;
+    }
+  }
+  return bound;
+}
+
+// The exact policy's per-output bound: the forward error of the kernel's blocked f32 summation
+// (a chunk's 32/W products, up to 32 chunks per block, K/1024 blocks, the lane reduction and the
+// scaling) is at most depth * 2^-24 * sum_j |w_j x_j|.
+template <class F>
+std::vector<double> exact_bound(const qmatrix_view<F>& w, const std::vector<float>& x,
+                                index_t n) {
+  std::vector<double> bound(static_cast<std::size_t>(n * w.rows));
+  const double depth = 48.0 + static_cast<double>(w.cols) / 1024.0;
+  for (index_t i = 0; i < n; ++i)
+    for (index_t r = 0; r < w.rows; ++r) {
+      double mag = 0.0;
+      for (index_t j = 0; j < w.cols; ++j)
+        mag += std::fabs(ref::weight(w, r, j) * x[i * w.cols + j]);
+      bound[i * w.rows + r] = depth * std::ldexp(1.0, -24) * mag + 1e-30;
+    }
+  return bound;
+}
+
+// The first output outside its bound (-1: none), with by how much.
+template <class Y>
+std::pair<index_t, double> worst_outside(const std::vector<Y>& y, const std::vector<double>& expect,
+                                         const std::vector<double>& bound) {
+  std::pair<index_t, double> worst{-1, 0.0};
+  for (std::size_t i = 0; i < y.size(); ++i) {
+    const double err = std::fabs(static_cast<double>(y[i]) - expect[i]);
+    if (!(err <= bound[i]) && (worst.first < 0 || !(err - bound[i] <= worst.second)))
+      worst = {static_cast<index_t>(i), err - bound[i]};
+  }
+  return worst;
+}
+
+std::vector<float> poisoned(index_t n) {
+  return std::vector<float>(static_cast<std::size_t>(n), std::numeric_limits<float>::quiet_NaN());
+}
+
+template <class F>
+void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatch::isa>& isas) {
+  rng r(salt);
+  // Zero-point formats see skewed weights, as real ones are; activations have a mean too, which
+  // is what makes cancellation in the zero-point correction show.
+  const std::vector<float> w = r.normal(sh.m * sh.k, F::zero_point ? 0.4f : 0.0f, 1.0f);
+  const std::vector<float> x = r.normal(batch * sh.k, 0.2f, 1.0f);
+  qmatrix<F> q;
+  REQUIRE(quantize<F>(w.data(), sh.m, sh.k, q) == status::ok);
+  const auto view = q.view();
+  std::vector<double> expect(static_cast<std::size_t>(batch * sh.m));
+  REQUIRE(ref::gemm(view, x.data(), batch, expect.data()) == status::ok);
+  const std::vector<double> int8_bound_ = int8_bound(view, x, batch);
+  const std::vector<double> exact_bound_ = exact_bound(view, x, batch);
+  const any_qmatrix_view erased = dispatch::erase(view);
+
+  for (auto isa : isas) {
+    for (auto policy : {compute::exact, compute::int8}) {
+      const std::string where = std::string("gemm/") + name_of<F>().c_str() + "/" +
+                                policy_name(policy) + "/" + dispatch::isa_name(isa) +
+                                " M=" + std::to_string(sh.m) + " K=" + std::to_string(sh.k) +
+                                " N=" + std::to_string(batch) + " " + seed_note();
+      INFO(where);
+      auto y = poisoned(batch * sh.m);
+      REQUIRE(dispatch::gemm(erased, x.data(), batch, y.data(), {1, policy}, isa) == status::ok);
+      const auto& bound = policy == compute::exact ? exact_bound_ : int8_bound_;
+      const auto worst = worst_outside(y, expect, bound);
+      INFO("worst output ", worst.first, " exceeds its bound by ", worst.second);
+      CHECK(worst.first == -1);
+      // The design's contract for the exact policy, rel-L2 <= 1e-6, is a statement about many
+      // outputs; over a handful one ill-conditioned sum dominates it (the bound above holds).
+      if (policy == compute::exact && y.size() >= 30)
+        CHECK(rel_l2(y, expect) <= 1e-6);
+
+      // GEMV is the batch-1 path of the same kernels.
+      auto y1 = poisoned(sh.m);
+      REQUIRE(dispatch::gemv(erased, x.data(), y1.data(), {1, policy}, isa) == status::ok);
+      CHECK(worst_outside(y1, expect, bound).first == -1);
+
+      // Bit-identical for any thread count.
+      for (int threads : {2, 7}) {
+        INFO("threads=", threads);
+        auto yt = poisoned(batch * sh.m);
+        REQUIRE(dispatch::gemm(erased, x.data(), batch, yt.data(), {threads, policy}, isa) ==
+                status::ok);
+        CHECK(std::memcmp(yt.data(), y.data(), y.size() * sizeof(float)) == 0);
+      }
+    }
+  }
+}
+
+} // namespace
+
+TEST_CASE("cpu/gemm and gemv: every format, layout, policy and ISA against the oracle") {
+  const auto isas = available_isas();
+  REQUIRE_FALSE(isas.empty());
+  std::uint64_t salt = 0;
+  for (const auto& desc : all_formats()) {
+    for (const auto& sh : shapes) {
+      ++salt;
+      const status s = visit_format(desc, [&](auto f) {
+        check_format<decltype(f)>(sh, salt, isas);
+        return status::ok;
+      });
+      REQUIRE(s == status::ok);
+    }
+  }
+}
+
+TEST_CASE("cpu/gemv: a large K with whole-row scales keeps the exact policy's accuracy") {
+  // 8-bit rows of 65536 weights and one scale each: the longest f32 accumulation there is.
+  using F = format<8, whole_row, false, float, layout::cpu_striped>;
+  rng r(1001);
+  const index_t m = 40, k = 65536;
+  const auto w = r.normal(m * k), x = r.normal(k, 0.2f, 1.0f);
+  qmatrix<F> q;
+  REQUIRE(quantize<F>(w.data(), m, k, q) == status::ok);
+  std::vector<double> expect(m);
+  REQUIRE(ref::gemv(q.view(), x.data(), expect.data()) == status::ok);
+  const auto bound = exact_bound(q.view(), x, 1);
+  for (auto isa : available_isas()) {
+    const std::string where = std::string(dispatch::isa_name(isa)) + " " + seed_note();
+    INFO(where);
+    auto y = poisoned(m);
+    REQUIRE(dispatch::gemv(dispatch::erase(q.view()), x.data(), y.data(), {2}, isa) == status::ok);
+    CHECK(worst_outside(y, expect, bound).first == -1);
+    CHECK(rel_l2(y, expect) <= 1e-6);
+  }
+}
+
+// The header-only path: aplq::gemv / aplq::gemm on the architecture this file is compiled for.
+TEST_CASE_TEMPLATE("cpu/gemm, static dispatch: header-only entry points against the oracle", F,
+                   q1_g32, q2_g128, q4_g32, format<4, 64, true, half, layout::cpu_striped>,
+                   format<8, whole_row, true, float, layout::cpu_striped>) {
+  rng r(2002);
+  const index_t m = 37, k = 301, n = 5;
+  const auto w = r.normal(m * k), x = r.normal(n * k);
+  qmatrix<F> q;
+  REQUIRE(quantize<F>(w.data(), m, k, q) == status::ok);
+  std::vector<double> expect(static_cast<std::size_t>(n * m));
+  REQUIRE(ref::gemm(q.view(), x.data(), n, expect.data()) == status::ok);
+  const std::string where = std::string(name_of<F>().c_str()) + " " + seed_note();
+  INFO(where);
+  auto y = poisoned(n * m);
+  REQUIRE(gemm(q.view(), x.data(), n, y.data(), {2, compute::exact}) == status::ok);
+  CHECK(rel_l2(y, expect) <= 1e-6);
+  auto y1 = poisoned(m);
+  REQUIRE(gemv(q.view(), x.data(), y1.data()) == status::ok);
+  CHECK(rel_l2(y1, std::vector<double>(expect.begin(), expect.begin() + m)) <= 1e-6);
+  REQUIRE(gemm(q.view(), x.data(), n, y.data(), {0, compute::int8}) == status::ok);
+  CHECK(rel_l2(y, expect) <= 0.05); // int8 activations: bounded per element in the test above
+}
+
+TEST_CASE("cpu/gemm: bad arguments return a status and leave the output alone") {
+  using F = format<4, 32, true>;
+  rng r(3003);
+  const auto w = r.normal(8 * 64), x = r.normal(64);
+  qmatrix<F> q;
+  REQUIRE(quantize<F>(w.data(), 8, 64, q) == status::ok);
+  const auto good = q.view();
+  std::vector<float> y(8, 42.0f);
+  auto untouched = [&] {
+    for (float v : y)
+      if (v != 42.0f)
+        return false;
+    return true;
+  };
+
+  auto v = good;
+  v.codes = nullptr;
+  CHECK(gemv(v, x.data(), y.data()) == status::null_pointer);
+  v = good;
+  v.scales = nullptr;
+  CHECK(gemv(v, x.data(), y.data()) == status::null_pointer);
+  v = good;
+  v.zeros = nullptr; // a zero-point format without zero points
+  CHECK(gemv(v, x.data(), y.data()) == status::null_pointer);
+  CHECK(gemv(good, nullptr, y.data()) == status::null_pointer);
+  CHECK(gemv(good, x.data(), nullptr) == status::null_pointer);
+  v = good;
+  v.rows = 0;
+  CHECK(gemv(v, x.data(), y.data()) == status::invalid_shape);
+  v = good;
+  v.cols = -3;
+  CHECK(gemv(v, x.data(), y.data()) == status::invalid_shape);
+  CHECK(gemm(good, x.data(), 0, y.data()) == status::invalid_shape);
+  CHECK(gemm(good, x.data(), -1, y.data()) == status::invalid_shape);
+  CHECK(gemv(good, x.data(), y.data(), {1, static_cast<compute>(7)}) == status::invalid_argument);
+  CHECK(untouched());
+
+  // The same through the run-time dispatch, plus formats that do not exist.
+  auto e = dispatch::erase(good);
+  CHECK(dispatch::gemv(e, nullptr, y.data()) == status::null_pointer);
+  for (auto bad : {format_desc{3, 32}, format_desc{4, 48}, format_desc{4, 32, false,
+                                                                     static_cast<scale_kind>(5)},
+                   format_desc{4, 32, false, scale_kind::f32, static_cast<layout_kind>(9)}}) {
+    auto eb = e;
+    eb.format = bad;
+    CHECK(dispatch::gemv(eb, x.data(), y.data()) == status::unsupported_format);
+  }
+  CHECK(untouched());
+}
