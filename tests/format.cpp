@@ -9,11 +9,12 @@ static_assert(q4_g128::per_byte == 2 && q4_g128::code_max == 15 && q4_g128::grou
 static_assert(q1_row::groups(1000) == 1 && q1_row::group_size(1000) == 1000);
 static_assert(q4_g32::groups(33) == 2 && q4_g32::row_bytes(33) == 17);
 static_assert(format<2, 64, false, float, layout::cpu_striped>::row_bytes(129) == 64);
-static_assert(format<8, 32>::symmetric_value(0) == -128 && format<8, 32>::symmetric_value(255) == 127);
+static_assert(format<8, 32>::symmetric_value(0) == -128 &&
+              format<8, 32>::symmetric_value(255) == 127);
 static_assert(q1_g32::symmetric_value(0) == -1 && q1_g32::symmetric_value(1) == 1);
 
-TEST_CASE_TEMPLATE("format: the affine form a * (u - c) equals the definition", F, q1_g32,
-                   q2_g128, q4_g64, q8_row, format<4, 32, true, half>, format<1, 32, true>) {
+TEST_CASE_TEMPLATE("format: the affine form a * (u - c) equals the definition", F, q1_g32, q2_g128,
+                   q4_g64, q8_row, format<4, 32, true, half>, format<1, 32, true>) {
   for (float s : {0.5f, -1.25f, 3.0f}) {
     for (float z : {0.0f, 1.0f, 7.0f}) {
       for (unsigned u = 0; u <= F::code_max; ++u) {

@@ -35,9 +35,9 @@ void check_roundtrip(index_t rows, index_t cols, std::uint64_t salt) {
 
 template <class From, class To>
 void check_repack(index_t rows, index_t cols, std::uint64_t salt) {
-  const std::string where = std::string(name_of<From>().c_str()) + " -> " +
-                            name_of<To>().c_str() + " rows=" + std::to_string(rows) +
-                            " cols=" + std::to_string(cols) + " " + seed_note();
+  const std::string where = std::string(name_of<From>().c_str()) + " -> " + name_of<To>().c_str() +
+                            " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) +
+                            " " + seed_note();
   INFO(where);
   rng r(salt);
   const auto w = r.normal(rows * cols, 0.3f, 1.0f);

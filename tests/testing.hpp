@@ -48,9 +48,7 @@ struct rng {
   }
 };
 
-inline std::string seed_note() {
-  return "APLQ_TEST_SEED=" + std::to_string(base_seed());
-}
+inline std::string seed_note() { return "APLQ_TEST_SEED=" + std::to_string(base_seed()); }
 
 // ||a - b|| / ||b|| in double (0 when both are zero).
 template <class A, class B>

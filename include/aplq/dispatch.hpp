@@ -29,8 +29,8 @@ isa selected() noexcept;
 // An ISA that is not available gives status::unsupported_arch.
 status gemv(const any_qmatrix_view& w, const float* x, float* y, const options& opt = {},
             isa which = isa::best) noexcept;
-status gemm(const any_qmatrix_view& w, const float* x, index_t n, float* y,
-            const options& opt = {}, isa which = isa::best) noexcept;
+status gemm(const any_qmatrix_view& w, const float* x, index_t n, float* y, const options& opt = {},
+            isa which = isa::best) noexcept;
 
 // A typed view as a run-time descriptor.
 template <class F>

@@ -4,13 +4,14 @@
 // against it. The only place that turns run-time numbers into a format is visit_format
 // (visit.hpp).
 //
+// clang-format off
 // Values. A row of K weights is cut into groups of Group consecutive weights (or one group for
 // the whole row) that share a scale s (and a zero point z). Each weight is stored as an unsigned
 // code u in [0, 2^Bits):
-//   symmetric, Bits >= 2:  w = s * (u - 2^(Bits-1))     (q = u - 2^(Bits-1) in [-2^(Bits-1), 2^(Bits-1)))
+//   symmetric, Bits >= 2:  w = s * (u - 2^(Bits-1))     (q = u - 2^(Bits-1), signed)
 //   symmetric, Bits == 1:  w = s * (2u - 1)             (q in {-1, +1}; bit 1 means +s)
 //   zero point:            w = s * (u - z)              (z stored like s, one per group)
-// Every case is the affine form w = a * (u - c) with a per-group (a, c) (see decode below), which
+// Every case is the affine form w = a * (u - c) with a per-group (a, c) (affine_a and affine_c below), which
 // is what the kernels compute. Ternary weights (q in {-1, 0, +1}) ride on 2-bit symmetric.
 // Scales and zero points are planar arrays [rows][groups], f32 or f16, separate from the codes.
 //
@@ -27,6 +28,7 @@
 //   1-bit: bit p of byte i of a stripe = code 32p + i   (256 codes per stripe)
 //   8-bit: one code per byte; rows padded to 32 bytes.
 //   One 32-byte load, a shift by p*Bits and a mask give codes 32p .. 32p+31 in order.
+// clang-format on
 #pragma once
 
 #include <type_traits>

@@ -58,9 +58,9 @@ public:
   const std::vector<scale_type>& zeros() const noexcept { return zeros_; }
 
 private:
-  std::vector<std::uint8_t> codes_;  // [rows][row_bytes]
-  std::vector<scale_type> scales_;   // [rows][groups]
-  std::vector<scale_type> zeros_;    // [rows][groups] or empty
+  std::vector<std::uint8_t> codes_; // [rows][row_bytes]
+  std::vector<scale_type> scales_;  // [rows][groups]
+  std::vector<scale_type> zeros_;   // [rows][groups] or empty
   index_t rows_ = 0;
   index_t cols_ = 0;
 };

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Status codes returned by every public entry point (C++ API and, with the same numbers, the C ABI).
-// No exceptions leave include/aplq: a call either succeeds or says why it did not.
+// Status codes returned by every public entry point (C++ API and, with the same numbers, the C
+// ABI). No exceptions leave include/aplq: a call either succeeds or says why it did not.
 #pragma once
 
 #include "config.hpp"
@@ -9,16 +9,16 @@ namespace aplq {
 
 enum class status : int {
   ok = 0,
-  null_pointer = -1,      // a required pointer is null
-  invalid_shape = -2,     // a size is zero or negative, or two sizes disagree
+  null_pointer = -1,       // a required pointer is null
+  invalid_shape = -2,      // a size is zero or negative, or two sizes disagree
   unsupported_format = -3, // bits / group / layout not one aplq implements
-  non_finite = -4,        // NaN or Inf in the weights to quantize
-  out_of_range = -5,      // a value does not fit (code outside its bit width, scale overflow)
-  invalid_argument = -6,  // any other bad argument (thread count, policy, ...)
-  out_of_memory = -7,     // a working buffer could not be allocated
-  unsupported_arch = -8,  // the requested instruction set is not compiled in or not on this CPU
-  device_error = -9,      // a GPU call failed
-  internal_error = -10,   // an invariant broke: a bug in aplq
+  non_finite = -4,         // NaN or Inf in the weights to quantize
+  out_of_range = -5,       // a value does not fit (code outside its bit width, scale overflow)
+  invalid_argument = -6,   // any other bad argument (thread count, policy, ...)
+  out_of_memory = -7,      // a working buffer could not be allocated
+  unsupported_arch = -8,   // the requested instruction set is not compiled in or not on this CPU
+  device_error = -9,       // a GPU call failed
+  internal_error = -10,    // an invariant broke: a bug in aplq
 };
 
 APLQ_HOST_DEVICE constexpr const char* status_string(status s) noexcept {
@@ -31,7 +31,8 @@ APLQ_HOST_DEVICE constexpr const char* status_string(status s) noexcept {
   case status::out_of_range: return "value out of range for the format";
   case status::invalid_argument: return "invalid argument";
   case status::out_of_memory: return "out of memory";
-  case status::unsupported_arch: return "instruction set not compiled in or not supported by this CPU";
+  case status::unsupported_arch:
+    return "instruction set not compiled in or not supported by this CPU";
   case status::device_error: return "GPU device error";
   case status::internal_error: return "internal error";
   }

@@ -14,7 +14,7 @@ struct basic_qmatrix_view {
   static_assert(is_format<Format>::value, "basic_qmatrix_view: Format must be an aplq::format");
   using format_type = Format;
 
-  Byte* codes = nullptr;  // [rows][row_bytes()]
+  Byte* codes = nullptr;   // [rows][row_bytes()]
   Scale* scales = nullptr; // [rows][groups()]
   Scale* zeros = nullptr;  // [rows][groups()], zero-point formats only
   index_t rows = 0;
@@ -36,8 +36,8 @@ struct basic_qmatrix_view {
 
 // Read-only view, what kernels take.
 template <class Format>
-using qmatrix_view = basic_qmatrix_view<Format, const std::uint8_t,
-                                        const typename Format::scale_type>;
+using qmatrix_view =
+    basic_qmatrix_view<Format, const std::uint8_t, const typename Format::scale_type>;
 // Writable view, what quantize and repack fill.
 template <class Format>
 using qmatrix_span = basic_qmatrix_view<Format, std::uint8_t, typename Format::scale_type>;

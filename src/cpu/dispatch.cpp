@@ -14,7 +14,7 @@ using gemm_fn = status (*)(const any_qmatrix_view&, const float*, index_t, float
                            const options&) noexcept;
 
 #define APLQ_DECLARE(name)                                                                         \
-  status gemm_##name(const any_qmatrix_view&, const float*, index_t, float*,                      \
+  status gemm_##name(const any_qmatrix_view&, const float*, index_t, float*,                       \
                      const options&) noexcept;
 #if defined(APLQ_HAVE_SSE2)
 APLQ_DECLARE(sse2)

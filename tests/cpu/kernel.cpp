@@ -56,8 +56,7 @@ std::vector<double> int8_bound(const qmatrix_view<F>& w, const std::vector<float
 // (a chunk's 32/W products, up to 32 chunks per block, K/1024 blocks, the lane reduction and the
 // scaling) is at most depth * 2^-24 * sum_j |w_j x_j|.
 template <class F>
-std::vector<double> exact_bound(const qmatrix_view<F>& w, const std::vector<float>& x,
-                                index_t n) {
+std::vector<double> exact_bound(const qmatrix_view<F>& w, const std::vector<float>& x, index_t n) {
   std::vector<double> bound(static_cast<std::size_t>(n * w.rows));
   const double depth = 48.0 + static_cast<double>(w.cols) / 1024.0;
   for (index_t i = 0; i < n; ++i)
@@ -240,8 +239,8 @@ TEST_CASE("cpu/gemm: bad arguments return a status and leave the output alone") 
   // The same through the run-time dispatch, plus formats that do not exist.
   auto e = dispatch::erase(good);
   CHECK(dispatch::gemv(e, nullptr, y.data()) == status::null_pointer);
-  for (auto bad : {format_desc{3, 32}, format_desc{4, 48}, format_desc{4, 32, false,
-                                                                     static_cast<scale_kind>(5)},
+  for (auto bad : {format_desc{3, 32}, format_desc{4, 48},
+                   format_desc{4, 32, false, static_cast<scale_kind>(5)},
                    format_desc{4, 32, false, scale_kind::f32, static_cast<layout_kind>(9)}}) {
     auto eb = e;
     eb.format = bad;

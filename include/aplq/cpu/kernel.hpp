@@ -32,8 +32,8 @@ namespace aplq {
 enum class compute : int { exact = 0, int8 = 1 };
 
 struct options {
-  int threads = 1;                  // threads to use; <= 0 means all hardware threads
-  compute policy = compute::exact;  // see `compute`
+  int threads = 1;                 // threads to use; <= 0 means all hardware threads
+  compute policy = compute::exact; // see `compute`
 };
 
 namespace cpu {
@@ -41,13 +41,13 @@ namespace detail {
 
 // Activations of one call, in the kernels' lane order.
 struct activations {
-  index_t n = 0;         // activation rows
-  index_t chunks = 0;    // chunks per row: ceil(cols / 32)
-  index_t groups = 0;    // scale groups per row
-  std::vector<float> xf;          // exact: [n][chunks * 32], zero-padded
-  std::vector<std::int8_t> xq;    // int8:  [n][chunks * 32], zero-padded
-  std::vector<float> dx;          // int8:  [n][chunks] activation scales
-  std::vector<float> gsum;        // int8:  [n][groups] sum over the group of dx * sum(xq)
+  index_t n = 0;               // activation rows
+  index_t chunks = 0;          // chunks per row: ceil(cols / 32)
+  index_t groups = 0;          // scale groups per row
+  std::vector<float> xf;       // exact: [n][chunks * 32], zero-padded
+  std::vector<std::int8_t> xq; // int8:  [n][chunks * 32], zero-padded
+  std::vector<float> dx;       // int8:  [n][chunks] activation scales
+  std::vector<float> gsum;     // int8:  [n][groups] sum over the group of dx * sum(xq)
 };
 
 // Everything a row kernel needs of W, with the group size as a run-time chunk count so that one
@@ -118,15 +118,15 @@ APLQ_FORCE_INLINE auto chunk_at(const std::uint8_t* row, index_t row_bytes, inde
                                 std::uint8_t* tail) noexcept {
   if constexpr (is_sequential<F>) {
     const index_t begin = c * chunk_bytes<F>;
-    if (begin + chunk_bytes<F> > row_bytes) {
+    if (begin + chunk_bytes < F >> row_bytes) {
       std::memset(tail, 0, chunk_codes);
       std::memcpy(tail, row + begin, static_cast<std::size_t>(row_bytes - begin));
       return load_chunk<F, A>(tail, 0, A{});
     }
     return load_chunk<F, A>(row + begin, 0, A{});
   } else {
-    return load_chunk<F, A>(row + c / F::per_byte * chunk_codes,
-                            static_cast<int>(c % F::per_byte), A{});
+    return load_chunk<F, A>(row + c / F::per_byte * chunk_codes, static_cast<int>(c % F::per_byte),
+                            A{});
   }
 }
 
@@ -305,9 +305,8 @@ status gemm(const qmatrix_view<F>& w, const float* x, index_t n, float* y,
     return status::invalid_argument;
   const index_t chunks = (w.cols + chunk_codes - 1) / chunk_codes;
   const index_t cpg = F::group == whole_row ? chunks : F::group / chunk_codes;
-  const detail::weights<typename F::scale_type> k{w.codes, w.scales,    w.zeros,
-                                                  w.rows,  w.cols,      w.row_bytes(),
-                                                  w.groups(), cpg, chunks};
+  const detail::weights<typename F::scale_type> k{
+      w.codes, w.scales, w.zeros, w.rows, w.cols, w.row_bytes(), w.groups(), cpg, chunks};
   return detail::run<detail::kernel_format<F>, A>(k, x, n, y, opt);
 }
 

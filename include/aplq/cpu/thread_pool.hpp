@@ -77,7 +77,8 @@ public:
 
   // The process-wide pool: one worker per hardware thread beyond the caller.
   static thread_pool& global() noexcept {
-    static thread_pool pool(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) - 1);
+    static thread_pool pool(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) -
+                            1);
     return pool;
   }
 

@@ -41,10 +41,10 @@ inline __m256i load_chunk(const std::uint8_t* src, int plane) noexcept {
     // 4 bytes, one bit per code in index order: byte l/8 to lane l, then test bit l%8.
     std::uint32_t bits;
     std::memcpy(&bits, src, sizeof bits);
-    const __m256i spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32(static_cast<int>(bits)),
-        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
-                         3, 3, 3, 3, 3, 3));
+    const __m256i spread =
+        _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                            _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
+                                             2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
     const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
     return _mm256_min_epu8(_mm256_and_si256(spread, bit), _mm256_set1_epi8(1));
   }
@@ -68,8 +68,7 @@ inline __m256i dot_chunk_i8(__m256i codes, const std::int8_t* x) noexcept {
 } // namespace avx2
 
 template <class F, class A>
-inline __m256i load_chunk(const std::uint8_t* src, int plane,
-                          requires_arch<xsimd::avx2>) noexcept {
+inline __m256i load_chunk(const std::uint8_t* src, int plane, requires_arch<xsimd::avx2>) noexcept {
   return avx2::load_chunk<F>(src, plane);
 }
 

@@ -20,8 +20,8 @@ template <class F, class A>
 inline void dequantize_chunk(__m256i codes, float c, xsimd::batch<float, A>* out,
                              requires_arch<xsimd::avx512bw>) noexcept {
   const __m512 cv = _mm512_set1_ps(c);
-  out[0] = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(codes))),
-                         cv);
+  out[0] =
+      _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(codes))), cv);
   out[1] = _mm512_sub_ps(
       _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(codes, 1))), cv);
 }

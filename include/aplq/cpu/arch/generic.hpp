@@ -27,7 +27,8 @@ using requires_arch = const Arch&;
 inline constexpr int chunk_codes = 32;
 
 template <class F>
-inline constexpr bool is_sequential = std::is_same<typename F::layout_type, layout::sequential>::value;
+inline constexpr bool is_sequential =
+    std::is_same<typename F::layout_type, layout::sequential>::value;
 
 // Which code of a chunk sits in lane l once loaded. Sequential 2- and 4-bit codes come out as
 // bit planes (all low fields of the chunk's bytes, then the next field, ...); every other
@@ -94,7 +95,7 @@ inline xsimd::batch<std::int32_t, A> dot_chunk_i8(const generic_chunk& codes, co
   using ib = xsimd::batch<std::int32_t, A>;
   alignas(64) std::int32_t part[ib::size] = {};
   for (int l = 0; l < chunk_codes; ++l)
-    part[l % ib::size] += (static_cast<int>(codes.u[l]) - dot_bias<F>) * x[l];
+    part[l % ib::size] += (static_cast<int>(codes.u[l]) - dot_bias<F>)*x[l];
   return ib::load_unaligned(part);
 }
 
