@@ -121,12 +121,12 @@ APLQ_FORCE_INLINE auto chunk_at(const std::uint8_t* row, index_t row_bytes, inde
     if (begin + chunk_bytes < F >> row_bytes) {
       std::memset(tail, 0, chunk_codes);
       std::memcpy(tail, row + begin, static_cast<std::size_t>(row_bytes - begin));
-      return load_chunk<F, A>(tail, 0, A{});
+      return load_chunk<F, vector_arch<A>>(tail, 0, vector_arch<A>{});
     }
-    return load_chunk<F, A>(row + begin, 0, A{});
+    return load_chunk<F, vector_arch<A>>(row + begin, 0, vector_arch<A>{});
   } else {
-    return load_chunk<F, A>(row + c / F::per_byte * chunk_codes, static_cast<int>(c % F::per_byte),
-                            A{});
+    return load_chunk<F, vector_arch<A>>(row + c / F::per_byte * chunk_codes,
+                                         static_cast<int>(c % F::per_byte), vector_arch<A>{});
   }
 }
 
@@ -134,33 +134,37 @@ template <class F, class A, class Scale>
 APLQ_FORCE_INLINE void group_affine(const weights<Scale>& w, index_t r, index_t g, float& a,
                                     float& c) noexcept {
   const index_t i = r * w.groups + g;
-  a = F::affine_a(load_scale<A>(w.scales[i], A{}));
+  a = F::affine_a(load_scale<vector_arch<A>>(w.scales[i], vector_arch<A>{}));
   if constexpr (F::zero_point)
-    c = F::affine_c(load_scale<A>(w.zeros[i], A{}));
+    c = F::affine_c(load_scale<vector_arch<A>>(w.zeros[i], vector_arch<A>{}));
   else
     c = F::affine_c(0.0f);
 }
 
-// Chunks summed together before a block's sum joins the row's (see row_exact).
+// Chunks summed together before a block's sum joins the row's (see tile_exact).
 inline constexpr index_t block_chunks = 32;
 
-// out[k] = row r of W times activation row xrow[k], k < NX.
-template <class F, class A, int NX, class Scale>
-inline void row_exact(const weights<Scale>& w, index_t r, const activations& act,
-                      const index_t* xrow, float* out) noexcept {
-  using fb = xsimd::batch<float, A>;
+// A tile is RT consecutive weight rows from r times NX consecutive activation rows from n; it
+// writes y[n + k][r + i]. Every expanded weight chunk serves NX activation rows and every
+// activation chunk RT weight rows. Each output's arithmetic is the same whatever tile it falls
+// in, so results never depend on the tiling.
+template <class F, class A, int RT, int NX, class Scale>
+inline void tile_exact(const weights<Scale>& w, index_t r, const activations& act, index_t n,
+                       float* y) noexcept {
+  using VA = vector_arch<A>;
+  using fb = xsimd::batch<float, VA>;
   constexpr int V = chunk_codes / static_cast<int>(fb::size);
-  const std::uint8_t* row = w.codes + r * w.row_bytes;
-  const float* xs[NX];
-  fb acc[NX];
-  for (int k = 0; k < NX; ++k) {
-    xs[k] = act.xf.data() + xrow[k] * act.chunks * chunk_codes;
-    acc[k] = fb(0.0f);
-  }
+  const index_t stride = act.chunks * chunk_codes;
+  const float* xs = act.xf.data() + n * stride;
+  fb acc[RT][NX];
+  for (int i = 0; i < RT; ++i)
+    for (int k = 0; k < NX; ++k)
+      acc[i][k] = fb(0.0f);
   alignas(32) std::uint8_t tail[chunk_codes];
   for (index_t g = 0; g < w.groups; ++g) {
-    float a, c;
-    group_affine<F, A>(w, r, g, a, c);
+    float a[RT], c[RT];
+    for (int i = 0; i < RT; ++i)
+      group_affine<F, A>(w, r + i, g, a[i], c[i]);
     const index_t begin = g * w.chunks_per_group;
     const index_t end = std::min(begin + w.chunks_per_group, w.chunks);
     // Blocked summation: a chunk's products are summed on their own, chunks into a block of at
@@ -169,94 +173,109 @@ inline void row_exact(const weights<Scale>& w, index_t r, const activations& act
     // one extra add per chunk.
     for (index_t b0 = begin; b0 < end; b0 += block_chunks) {
       const index_t b1 = std::min(b0 + block_chunks, end);
-      fb bacc[NX];
-      for (int k = 0; k < NX; ++k)
-        bacc[k] = fb(0.0f);
+      fb bacc[RT][NX];
+      for (int i = 0; i < RT; ++i)
+        for (int k = 0; k < NX; ++k)
+          bacc[i][k] = fb(0.0f);
       for (index_t ch = b0; ch < b1; ++ch) {
-        fb wv[V];
-        dequantize_chunk<F, A>(chunk_at<F, A>(row, w.row_bytes, ch, tail), c, wv, A{});
-        for (int k = 0; k < NX; ++k) {
-          const float* xc = xs[k] + ch * chunk_codes;
-          fb cacc = wv[0] * fb::load_unaligned(xc);
-          for (int v = 1; v < V; ++v)
-            cacc = xsimd::fma(wv[v], fb::load_unaligned(xc + v * fb::size), cacc);
-          bacc[k] += cacc;
+        for (int i = 0; i < RT; ++i) {
+          fb wv[V];
+          const std::uint8_t* row = w.codes + (r + i) * w.row_bytes;
+          dequantize_chunk<F, VA>(chunk_at<F, A>(row, w.row_bytes, ch, tail), c[i], wv, VA{});
+          for (int k = 0; k < NX; ++k) {
+            const float* xc = xs + k * stride + ch * chunk_codes;
+            fb cacc = wv[0] * fb::load_unaligned(xc);
+            for (int v = 1; v < V; ++v)
+              cacc = xsimd::fma(wv[v], fb::load_unaligned(xc + v * fb::size), cacc);
+            bacc[i][k] += cacc;
+          }
         }
       }
-      for (int k = 0; k < NX; ++k)
-        acc[k] = xsimd::fma(fb(a), bacc[k], acc[k]);
+      for (int i = 0; i < RT; ++i)
+        for (int k = 0; k < NX; ++k)
+          acc[i][k] = xsimd::fma(fb(a[i]), bacc[i][k], acc[i][k]);
     }
   }
-  for (int k = 0; k < NX; ++k)
-    out[k] = compat::reduce_add(acc[k]);
+  for (int i = 0; i < RT; ++i)
+    for (int k = 0; k < NX; ++k)
+      y[(n + k) * w.rows + r + i] = compat::reduce_add(acc[i][k]);
 }
 
-template <class F, class A, int NX, class Scale>
-inline void row_int8(const weights<Scale>& w, index_t r, const activations& act,
-                     const index_t* xrow, float* out) noexcept {
-  using fb = xsimd::batch<float, A>;
-  const std::uint8_t* row = w.codes + r * w.row_bytes;
-  const std::int8_t* xs[NX];
-  const float* dx[NX];
-  const float* gsum[NX];
-  fb acc[NX];
-  float off[NX];
-  for (int k = 0; k < NX; ++k) {
-    xs[k] = act.xq.data() + xrow[k] * act.chunks * chunk_codes;
-    dx[k] = act.dx.data() + xrow[k] * act.chunks;
-    gsum[k] = act.gsum.data() + xrow[k] * act.groups;
-    acc[k] = fb(0.0f);
-    off[k] = 0.0f;
-  }
+template <class F, class A, int RT, int NX, class Scale>
+inline void tile_int8(const weights<Scale>& w, index_t r, const activations& act, index_t n,
+                      float* y) noexcept {
+  using VA = vector_arch<A>;
+  using fb = xsimd::batch<float, VA>;
+  const index_t stride = act.chunks * chunk_codes;
+  const std::int8_t* xs = act.xq.data() + n * stride;
+  const float* dx = act.dx.data() + n * act.chunks;
+  const float* gsum = act.gsum.data() + n * act.groups;
+  fb acc[RT][NX];
+  float off[RT][NX];
+  for (int i = 0; i < RT; ++i)
+    for (int k = 0; k < NX; ++k) {
+      acc[i][k] = fb(0.0f);
+      off[i][k] = 0.0f;
+    }
   alignas(32) std::uint8_t tail[chunk_codes];
   for (index_t g = 0; g < w.groups; ++g) {
-    float a, c;
-    group_affine<F, A>(w, r, g, a, c);
+    float a[RT], c[RT];
+    for (int i = 0; i < RT; ++i)
+      group_affine<F, A>(w, r + i, g, a[i], c[i]);
     const index_t end = std::min((g + 1) * w.chunks_per_group, w.chunks);
     for (index_t ch = g * w.chunks_per_group; ch < end; ++ch) {
-      const auto codes = chunk_at<F, A>(row, w.row_bytes, ch, tail);
-      for (int k = 0; k < NX; ++k) {
-        const auto dot = dot_chunk_i8<F, A>(codes, xs[k] + ch * chunk_codes, A{});
-        acc[k] = xsimd::fma(fb(a * dx[k][ch]), xsimd::to_float(dot), acc[k]);
+      for (int i = 0; i < RT; ++i) {
+        const auto codes =
+            chunk_at<F, A>(w.codes + (r + i) * w.row_bytes, w.row_bytes, ch, tail);
+        for (int k = 0; k < NX; ++k) {
+          const auto dot = dot_chunk_i8<F, VA>(codes, xs + k * stride + ch * chunk_codes, VA{});
+          acc[i][k] =
+              xsimd::fma(xsimd::to_float(dot), fb(a[i] * dx[k * act.chunks + ch]), acc[i][k]);
+        }
       }
     }
-    const float ac = a * (c - static_cast<float>(dot_bias<F>));
-    for (int k = 0; k < NX; ++k)
-      off[k] += ac * gsum[k][g];
+    for (int i = 0; i < RT; ++i) {
+      const float ac = a[i] * (c[i] - static_cast<float>(dot_bias<F>));
+      for (int k = 0; k < NX; ++k)
+        off[i][k] += ac * gsum[k * act.groups + g];
+    }
   }
-  for (int k = 0; k < NX; ++k)
-    out[k] = compat::reduce_add(acc[k]) - off[k];
+  for (int i = 0; i < RT; ++i)
+    for (int k = 0; k < NX; ++k)
+      y[(n + k) * w.rows + r + i] = compat::reduce_add(acc[i][k]) - off[i][k];
 }
 
-template <class F, class A, compute P, int NX, class Scale>
-APLQ_FORCE_INLINE void row(const weights<Scale>& w, index_t r, const activations& act,
-                           const index_t* xrow, float* out) noexcept {
+template <class F, class A, compute P, int RT, int NX, class Scale>
+APLQ_FORCE_INLINE void tile(const weights<Scale>& w, index_t r, const activations& act, index_t n,
+                            float* y) noexcept {
   if constexpr (P == compute::exact)
-    row_exact<F, A, NX>(w, r, act, xrow, out);
+    tile_exact<F, A, RT, NX>(w, r, act, n, y);
   else
-    row_int8<F, A, NX>(w, r, act, xrow, out);
+    tile_int8<F, A, RT, NX>(w, r, act, n, y);
 }
 
-// Activation rows share each expanded weight chunk in tiles of this many.
+// Tile shapes: a GEMV shares each activation chunk across row_tile weight rows; a GEMM shares
+// each expanded weight chunk across batch_tile activation rows.
+inline constexpr int row_tile = 4;
 inline constexpr int batch_tile = 4;
 
 template <class F, class A, compute P, class Scale>
 void rows(const weights<Scale>& w, index_t r0, index_t r1, const activations& act,
           float* y) noexcept {
+  if (act.n == 1) {
+    index_t r = r0;
+    for (; r + row_tile <= r1; r += row_tile)
+      tile<F, A, P, row_tile, 1>(w, r, act, 0, y);
+    for (; r < r1; ++r)
+      tile<F, A, P, 1, 1>(w, r, act, 0, y);
+    return;
+  }
   for (index_t r = r0; r < r1; ++r) {
     index_t n = 0;
-    for (; n + batch_tile <= act.n; n += batch_tile) {
-      const index_t xr[batch_tile] = {n, n + 1, n + 2, n + 3};
-      float out[batch_tile];
-      row<F, A, P, batch_tile>(w, r, act, xr, out);
-      for (int k = 0; k < batch_tile; ++k)
-        y[(n + k) * w.rows + r] = out[k];
-    }
-    for (; n < act.n; ++n) {
-      float out;
-      row<F, A, P, 1>(w, r, act, &n, &out);
-      y[n * w.rows + r] = out;
-    }
+    for (; n + batch_tile <= act.n; n += batch_tile)
+      tile<F, A, P, 1, batch_tile>(w, r, act, n, y);
+    for (; n < act.n; ++n)
+      tile<F, A, P, 1, 1>(w, r, act, n, y);
   }
 }
 

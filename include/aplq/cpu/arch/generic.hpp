@@ -26,6 +26,16 @@ using requires_arch = const Arch&;
 
 inline constexpr int chunk_codes = 32;
 
+// The xsimd architecture whose registers the kernels of architecture A use. A itself by default;
+// an ISA header may map its tag to narrower vectors (arch/avx512bw.hpp does). Kernels stay
+// templated on A, so every ISA's instantiations keep names of their own.
+template <class A>
+struct vector_arch_of {
+  using type = A;
+};
+template <class A>
+using vector_arch = typename vector_arch_of<A>::type;
+
 template <class F>
 inline constexpr bool is_sequential =
     std::is_same<typename F::layout_type, layout::sequential>::value;
