@@ -75,13 +75,26 @@ inline __m256i load_chunk(const std::uint8_t* src, int plane, requires_arch<xsim
 template <class F, class A>
 inline void dequantize_chunk(__m256i codes, float c, xsimd::batch<float, A>* out,
                              requires_arch<xsimd::avx2>) noexcept {
-  const __m256 cv = _mm256_set1_ps(c);
   const __m128i lo = _mm256_castsi256_si128(codes);
   const __m128i hi = _mm256_extracti128_si256(codes, 1);
-  out[0] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), cv);
-  out[1] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), cv);
-  out[2] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), cv);
-  out[3] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), cv);
+  if constexpr (!F::zero_point && F::bits >= 2) {
+    // c = 2^(bits-1) is an integer: subtract it on the bytes, widen as signed, no float subtract.
+    (void)c;
+    const __m256i q =
+        _mm256_sub_epi8(codes, _mm256_set1_epi8(static_cast<char>(1 << (F::bits - 1))));
+    const __m128i qlo = _mm256_castsi256_si128(q);
+    const __m128i qhi = _mm256_extracti128_si256(q, 1);
+    out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(qlo));
+    out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(qlo, 8)));
+    out[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(qhi));
+    out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(qhi, 8)));
+  } else {
+    const __m256 cv = _mm256_set1_ps(c);
+    out[0] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), cv);
+    out[1] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), cv);
+    out[2] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), cv);
+    out[3] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), cv);
+  }
 }
 
 template <class F, class A>
@@ -94,6 +107,10 @@ inline xsimd::batch<std::int32_t, A> dot_chunk_i8(__m256i codes, const std::int8
 template <class A>
 inline float load_scale(half s, requires_arch<xsimd::avx2>) noexcept {
   return _cvtsh_ss(s.bits);
+}
+template <class A>
+inline xsimd::batch<float, A> load_scales(const half* s, requires_arch<xsimd::avx2>) noexcept {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
 }
 #endif
 

@@ -118,5 +118,18 @@ inline float load_scale(half s, requires_arch<xsimd::generic>) noexcept {
   return half_to_float(s);
 }
 
+// fb::size consecutive scales (or zero points) as floats.
+template <class A>
+inline xsimd::batch<float, A> load_scales(const float* s, requires_arch<xsimd::generic>) noexcept {
+  return xsimd::batch<float, A>::load_unaligned(s);
+}
+template <class A>
+inline xsimd::batch<float, A> load_scales(const half* s, requires_arch<xsimd::generic>) noexcept {
+  alignas(64) float tmp[xsimd::batch<float, A>::size];
+  for (std::size_t i = 0; i < xsimd::batch<float, A>::size; ++i)
+    tmp[i] = half_to_float(s[i]);
+  return xsimd::batch<float, A>::load_aligned(tmp);
+}
+
 } // namespace cpu
 } // namespace aplq
