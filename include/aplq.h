@@ -156,11 +156,11 @@ APLQ_API int aplq_dequantize(const aplq_qmatrix* w, float* out);
 APLQ_API int aplq_repack(const aplq_qmatrix* w, int layout, const aplq_qbuffers* out);
 
 /* ---- Native API: multiplies -------------------------------------------------------------- */
-#define APLQ_POLICY_EXACT 0 /* dequantize to f32, FMA: within 1e-6 relative of the exact product   \
-                             */
-#define APLQ_POLICY_INT8                                                                           \
-  1 /* activations quantized to int8 per 32 values, integer dot products                           \
-       (about 5e-3 relative activation-quantization error) */
+/* exact: dequantize to f32 and FMA, within 1e-6 (relative) of the exact product */
+#define APLQ_POLICY_EXACT 0
+/* int8: activations quantized to int8 per 32 values, integer dot products (about 5e-3
+ * relative activation-quantization error) */
+#define APLQ_POLICY_INT8 1
 
 /* NULL options, or a zero-initialized struct, mean: all cores, APLQ_POLICY_EXACT. */
 typedef struct aplq_options {
@@ -196,9 +196,11 @@ APLQ_API int apl_ffi_cleanup(void);
  * Cost: every call reads all out_rows * in_cols codes, checks their range and packs them into
  * a temporary of about out_rows * in_cols * bits / 8 bytes (aplq's per-row format in the
  * striped layout the CPU kernels load directly; scales and zero points are used in place). That
- * pass costs about as much as the multiply or more. For repeated calls on the same weights, pack
- * once with the native API (aplq_format {bits, APLQ_GROUP_ROW, zero_points != NULL, APLQ_SCALE_F32,
- * any layout}) and call aplq_gemv / aplq_gemm. */
+ * pass is single-threaded and dominates a GEMV: 4096 x 4096 4-bit int8 codes took about 35 ms
+ * per call, against about 1 ms for aplq_gemv on the same weights packed once (2-core x86-64,
+ * AVX-512). For repeated calls on the same weights, pack once with the native API (aplq_format
+ * {bits, APLQ_GROUP_ROW, zero_points != NULL, APLQ_SCALE_F32, any layout}) and call aplq_gemv /
+ * aplq_gemm. */
 APLQ_API int apl_matmul_q(const void* q_data, int elem_bytes, const float* scales,
                           const float* zero_points, const float* input, float* output, int out_rows,
                           int in_cols, int bits, int num_threads);
