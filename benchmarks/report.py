@@ -5,7 +5,7 @@
     build/benchmarks/aplq-bench --quick --benchmark_format=json --benchmark_out=bench.json
     /usr/bin/python3 benchmarks/report.py bench.json --out report
 
-writes report.md and report.png. The table lists every aplq case with its time, effective GB/s,
+writes report.md and report.png. With --benchmark_repetitions the median of each case is used. The table lists every aplq case with its time, effective GB/s,
 fraction of the STREAM-triad bandwidth measured in the same run, and its speed-up over the two
 baselines of the same shape, batch and thread count (f32 xsimd and OpenBLAS on the dequantized
 matrix). The plot shows effective GB/s per bit width against the measured bandwidth, and time
@@ -39,10 +39,17 @@ def load(path):
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     rows = []
-    for b in data.get("benchmarks", []):
-        if b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
+    benchmarks = data.get("benchmarks", [])
+    # With --benchmark_repetitions the medians stand for each case; otherwise the single runs.
+    medians = any(b.get("aggregate_name") == "median" for b in benchmarks)
+    for b in benchmarks:
+        if b.get("error_occurred"):
             continue
-        info = parse_name(b["name"])
+        if medians and b.get("aggregate_name") != "median":
+            continue
+        if not medians and b.get("run_type", "iteration") != "iteration":
+            continue
+        info = parse_name(b.get("run_name", b["name"]))
         if info is None:
             continue
         scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b.get("time_unit", "ns")]
