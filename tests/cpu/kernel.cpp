@@ -199,6 +199,23 @@ TEST_CASE_TEMPLATE("cpu/gemm, static dispatch: header-only entry points against 
   CHECK(rel_l2(y, expect) <= 0.05); // int8 activations: bounded per element in the test above
 }
 
+TEST_CASE("cpu/gemm: the output may alias the activations") {
+  // The activations are copied into the kernels' own buffers before any output is written.
+  using F = format<4, 32, false, float, layout::cpu_striped>;
+  rng r(4004);
+  const index_t m = 50, k = 70, n = 3;
+  const auto w = r.normal(m * k), x = r.normal(n * k);
+  qmatrix<F> q;
+  REQUIRE(quantize<F>(w.data(), m, k, q) == status::ok);
+  for (auto policy : {compute::exact, compute::int8}) {
+    std::vector<float> separate(static_cast<std::size_t>(n * m));
+    REQUIRE(gemm(q.view(), x.data(), n, separate.data(), {2, policy}) == status::ok);
+    std::vector<float> inplace = x; // n * k >= n * m
+    REQUIRE(gemm(q.view(), inplace.data(), n, inplace.data(), {2, policy}) == status::ok);
+    CHECK(std::memcmp(inplace.data(), separate.data(), separate.size() * sizeof(float)) == 0);
+  }
+}
+
 TEST_CASE("cpu/gemm: bad arguments return a status and leave the output alone") {
   using F = format<4, 32, true>;
   rng r(3003);

@@ -3,10 +3,11 @@
 //
 // A call prepares the activations once (permuted into the chunk lane order of the format's
 // layout, zero-padded to whole chunks, and for the int8 policy quantized per chunk), then runs
-// row kernels over blocks of weight rows on the thread pool. A row kernel streams one weight row
-// against NX activation rows, so a batch reuses every expanded chunk NX times. Each output
-// element is computed by exactly one row kernel in a fixed order: results do not depend on the
-// thread count.
+// tile kernels over blocks of weight rows on the thread pool. A tile streams RT weight rows
+// against NX activation rows (4 x 1 for GEMV, 2 x 4 for GEMM), so every loaded activation chunk
+// serves RT rows and every expanded weight chunk NX activation rows. Each output element is
+// computed by exactly one tile in a fixed order: results do not depend on the thread count. As
+// the activations are copied before any output is written, y may alias x.
 //
 // Per group g with stored (s, z), the affine form of format.hpp gives w = a * (u - c), so
 //   exact:  y += a * sum_chunks sum_lanes (u - c) * x                    (f32 FMA)
@@ -117,8 +118,9 @@ template <class F, class A>
 APLQ_FORCE_INLINE auto chunk_at(const std::uint8_t* row, index_t row_bytes, index_t c,
                                 std::uint8_t* tail) noexcept {
   if constexpr (is_sequential<F>) {
-    const index_t begin = c * chunk_bytes<F>;
-    if (begin + chunk_bytes < F >> row_bytes) {
+    constexpr index_t bytes = chunk_bytes<F>;
+    const index_t begin = c * bytes;
+    if (begin + bytes > row_bytes) {
       std::memset(tail, 0, chunk_codes);
       std::memcpy(tail, row + begin, static_cast<std::size_t>(row_bytes - begin));
       return load_chunk<F, vector_arch<A>>(tail, 0, vector_arch<A>{});
@@ -210,7 +212,6 @@ inline float offset_term(const weights<Scale>& w, index_t r, const float* gsum) 
   using fb = xsimd::batch<float, VA>;
   constexpr index_t W = fb::size;
   const Scale* s = w.scales + r * w.groups;
-  const Scale* z = w.zeros + r * w.groups;
   constexpr float bias = static_cast<float>(dot_bias<F>);
   if constexpr (!F::zero_point) {
     // a_g = affine_a(s_g) = m * s_g and c - bias is one constant: m * (c - bias) * sum s_g gsum_g.
@@ -228,6 +229,7 @@ inline float offset_term(const weights<Scale>& w, index_t r, const float* gsum) 
       return factor * sum;
     }
   } else {
+    const Scale* z = w.zeros + r * w.groups;
     fb acc(0.0f);
     index_t g = 0;
     for (; g + W <= w.groups; g += W)
