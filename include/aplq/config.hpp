@@ -18,6 +18,13 @@
 #define APLQ_FORCE_INLINE inline __attribute__((always_inline))
 #endif
 
+// A read prefetch hint (no effect where the compiler has none).
+#if defined(__GNUC__) || defined(__clang__)
+#define APLQ_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define APLQ_PREFETCH(p) ((void)(p))
+#endif
+
 // APLQ_ASSERT checks internal invariants in debug builds only (never user input: that gets a
 // status). It works in device code, where it falls back to the device-side assert.
 #if defined(APLQ_DEBUG) || (!defined(NDEBUG) && defined(APLQ_ENABLE_ASSERT))

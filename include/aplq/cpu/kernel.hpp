@@ -143,6 +143,19 @@ APLQ_FORCE_INLINE void group_affine(const weights<Scale>& w, index_t r, index_t 
     c = F::affine_c(0.0f);
 }
 
+// Rows are short (2 KiB for 4096 4-bit codes) and a tile reads RT of them side by side, so the
+// hardware prefetcher keeps relearning RT short streams. While a tile reads chunk ch, this
+// touches the same place in the next tile's rows, one cache line at a time. Measured on int8
+// GEMV q4_g32_s32 4096x4096 out of cache (16 rotating copies, median of 160 calls, best of 4
+// runs): 1373 -> 1093 us on one thread, 732 -> 695 us on two; q1 and q8 unchanged within noise.
+template <class F, int RT, class Scale>
+APLQ_FORCE_INLINE void prefetch_next_tile(const weights<Scale>& w, index_t r, index_t ch) noexcept {
+  constexpr index_t per_line = chunk_bytes<F> >= 64 ? 1 : 64 / chunk_bytes<F>;
+  if (ch % per_line == 0 && r + 2 * RT <= w.rows)
+    for (int i = 0; i < RT; ++i)
+      APLQ_PREFETCH(w.codes + (r + RT + i) * w.row_bytes + ch * chunk_bytes<F>);
+}
+
 // Chunks summed together before a block's sum joins the row's (see tile_exact).
 inline constexpr index_t block_chunks = 32;
 
@@ -180,6 +193,7 @@ inline void tile_exact(const weights<Scale>& w, index_t r, const activations& ac
         for (int k = 0; k < NX; ++k)
           bacc[i][k] = fb(0.0f);
       for (index_t ch = b0; ch < b1; ++ch) {
+        prefetch_next_tile<F, RT>(w, r, ch);
         for (int i = 0; i < RT; ++i) {
           fb wv[V];
           const std::uint8_t* row = w.codes + (r + i) * w.row_bytes;
@@ -270,6 +284,7 @@ inline void tile_int8(const weights<Scale>& w, index_t r, const activations& act
       fb d[NX];
       for (int k = 0; k < NX; ++k)
         d[k] = fb(dx[k * act.chunks + ch]);
+      prefetch_next_tile<F, RT>(w, r, ch);
       for (int i = 0; i < RT; ++i) {
         const auto codes = chunk_at<F, A>(w.codes + (r + i) * w.row_bytes, w.row_bytes, ch, tail);
         for (int k = 0; k < NX; ++k) {
