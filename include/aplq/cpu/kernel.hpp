@@ -51,7 +51,7 @@ struct activations {
   std::vector<float> gsum;     // int8:  [n][groups] sum over the group of dx * sum(xq)
 };
 
-// Everything a row kernel needs of W, with the group size as a run-time chunk count so that one
+// Everything a tile needs of W, with the group size as a run-time chunk count so that one
 // kernel serves every group size of a (bits, zero point, scale type, layout).
 template <class Scale>
 struct weights {
