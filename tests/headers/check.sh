@@ -8,7 +8,7 @@
 # Usage: check.sh SOURCE_ROOT [COMPILER COMMAND...]   (defaults to $CXX, then c++)
 set -uo pipefail
 
-root=${1:?usage: check.sh SOURCE_ROOT [COMPILER COMMAND...]}
+root=$(cd "${1:?usage: check.sh SOURCE_ROOT [COMPILER COMMAND...]}" && pwd)
 shift
 cxx=("$@")
 if ((${#cxx[@]} == 0)); then cxx=("${CXX:-c++}"); fi
