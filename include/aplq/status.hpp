@@ -19,6 +19,9 @@ enum class status : int {
   unsupported_arch = -8,   // the requested instruction set is not compiled in or not on this CPU
   device_error = -9,       // a GPU call failed
   internal_error = -10,    // an invariant broke: a bug in aplq
+  // -11, -12 are C ABI codes (aplq.h). The io headers (include/aplq/io) add:
+  io_error = -20, // a file could not be opened, read, written or renamed
+  bad_file = -21, // a file's contents are malformed (header, offsets, dtype, shape)
 };
 
 APLQ_HOST_DEVICE constexpr const char* status_string(status s) noexcept {
@@ -35,6 +38,8 @@ APLQ_HOST_DEVICE constexpr const char* status_string(status s) noexcept {
     return "instruction set not compiled in or not supported by this CPU";
   case status::device_error: return "GPU device error";
   case status::internal_error: return "internal error";
+  case status::io_error: return "file could not be opened, read or written";
+  case status::bad_file: return "malformed file";
   }
   return "unknown status";
 }

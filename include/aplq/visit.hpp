@@ -4,6 +4,8 @@
 // on the bit width at run time.
 #pragma once
 
+#include <limits>
+
 #include "format.hpp"
 #include "status.hpp"
 
@@ -124,6 +126,38 @@ status visit_format(const format_desc& d, Fn&& fn) {
   case 8: return detail::visit_group<8>(d, fn);
   default: return status::unsupported_format;
   }
+}
+
+// Bytes a [rows, cols] matrix takes in each of its three arrays.
+struct storage_sizes {
+  index_t row_bytes = 0;    // codes of one row
+  index_t groups = 0;       // scales (and zero points) of one row
+  index_t codes_bytes = 0;  // rows * row_bytes
+  index_t scales_bytes = 0; // rows * groups * sizeof(scale)
+  index_t zeros_bytes = 0;  // scales_bytes for zero-point formats, else 0
+};
+
+// The sizes of a [rows, cols] matrix of Format: invalid_shape when a size is not positive or a
+// byte count overflows index_t.
+template <class Format>
+constexpr status storage_of(index_t rows, index_t cols, storage_sizes& s) noexcept {
+  constexpr index_t max = std::numeric_limits<index_t>::max();
+  constexpr index_t scale_bytes = static_cast<index_t>(sizeof(typename Format::scale_type));
+  if (rows <= 0 || cols <= 0 || cols > max / 8)
+    return status::invalid_shape;
+  s.row_bytes = Format::row_bytes(cols);
+  s.groups = Format::groups(cols);
+  if (rows > max / s.row_bytes || rows > max / (s.groups * scale_bytes))
+    return status::invalid_shape;
+  s.codes_bytes = rows * s.row_bytes;
+  s.scales_bytes = rows * s.groups * scale_bytes;
+  s.zeros_bytes = Format::zero_point ? s.scales_bytes : 0;
+  return status::ok;
+}
+
+inline status storage_of(const format_desc& d, index_t rows, index_t cols,
+                         storage_sizes& s) noexcept {
+  return visit_format(d, [&](auto f) { return storage_of<decltype(f)>(rows, cols, s); });
 }
 
 // A type-erased quantized matrix: what crosses the C ABI and the compiled dispatch library.

@@ -176,15 +176,14 @@ int to_desc(const aplq_format* f, const char* function, aplq::format_desc& d) no
 // Byte sizes of a [rows, cols] matrix of format F, or false when they overflow int64.
 template <class F>
 bool sizes_of(index_t rows, index_t cols, aplq_sizes& s) noexcept {
-  constexpr index_t max = std::numeric_limits<index_t>::max();
-  s.row_bytes = F::row_bytes(cols);
-  s.groups = F::groups(cols);
-  const index_t scale_bytes = static_cast<index_t>(sizeof(typename F::scale_type));
-  if (cols > max / 8 || rows > max / s.row_bytes || rows > max / (s.groups * scale_bytes))
+  aplq::storage_sizes z;
+  if (aplq::storage_of<F>(rows, cols, z) != status::ok)
     return false;
-  s.codes_bytes = rows * s.row_bytes;
-  s.scales_bytes = rows * s.groups * scale_bytes;
-  s.zeros_bytes = F::zero_point ? s.scales_bytes : 0;
+  s.row_bytes = z.row_bytes;
+  s.groups = z.groups;
+  s.codes_bytes = z.codes_bytes;
+  s.scales_bytes = z.scales_bytes;
+  s.zeros_bytes = z.zeros_bytes;
   return true;
 }
 

@@ -1,0 +1,451 @@
+// SPDX-License-Identifier: Apache-2.0
+// aplq-accuracy: the accuracy validation suite. With no arguments it quantizes Gaussian layers
+// of several shapes (1x1, 37x300 with tails, 256x1024, 1024x4096, 4096x4096) at 1, 2, 4 and 8
+// bits, symmetric and zero point, group sizes 32 to whole row, f32 and f16 scales, both layouts,
+// plus multi-head attention blocks, and reports for each the quantization error (vs FP32) and the
+// kernel error (the run-time dispatch kernels vs the oracle, both compute policies, every ISA
+// this CPU runs) against the tolerances of aplq/validate.hpp. Exit status 0 when every check
+// passes, 1 when one fails, 2 for a bad argument, 3 for any other error.
+//
+//   aplq-accuracy [--quick] [--isa NAME] [--threads N] [--seed N] [--json [PATH]]
+//                 [--inject-fault wrong-scales]
+#include <aplq/dispatch.hpp>
+#include <aplq/io/output_file.hpp>
+#include <aplq/validate.hpp>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+using aplq::index_t;
+namespace dispatch = aplq::dispatch;
+namespace validate = aplq::validate;
+using json = nlohmann::ordered_json;
+
+struct arguments {
+  bool quick = false;
+  std::string isa = "all";
+  int threads = 2;
+  std::uint64_t seed = 1;
+  bool json = false;
+  std::string json_path; // empty: JSON to stdout, instead of the text report
+  std::string fault;     // "" or "wrong-scales"
+};
+
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The suite
+
+struct layer_case {
+  std::string name;
+  index_t rows, cols, n; // W [rows, cols], x [n, cols]
+  std::vector<aplq::format_desc> formats;
+};
+
+struct attention_case {
+  std::string name;
+  index_t tokens, dim, heads;
+  std::vector<aplq::format_desc> formats;
+};
+
+struct suite {
+  std::vector<layer_case> layers;
+  std::vector<attention_case> attention;
+};
+
+// bits x zero point x groups, with one scale type and layout.
+std::vector<aplq::format_desc> sweep(std::initializer_list<int> bits,
+                                     std::initializer_list<bool> zero_points,
+                                     std::initializer_list<int> groups, aplq::scale_kind scale,
+                                     aplq::layout_kind layout) {
+  std::vector<aplq::format_desc> out;
+  for (int b : bits)
+    for (bool z : zero_points)
+      for (int g : groups)
+        out.push_back({b, g, z, scale, layout});
+  return out;
+}
+
+// Sizes chosen so that the full suite stays within seconds on two cores: the oracle (scalar,
+// double) is what costs, about rows * cols * n weight evaluations per format.
+suite make_suite(bool quick) {
+  using aplq::whole_row;
+  using L = aplq::layout_kind;
+  using S = aplq::scale_kind;
+  const auto all_bits = {1, 2, 4, 8};
+  const auto both = {false, true};
+  const auto all_groups = {32, 64, 128, 256, whole_row};
+  suite s;
+  // A lone weight: every group is a tail of one.
+  s.layers.push_back({"single", 1, 1, 4, sweep(all_bits, both, {32}, S::f32, L::sequential)});
+  if (quick) {
+    s.layers.push_back(
+        {"tails", 37, 300, 8, sweep(all_bits, both, {32, whole_row}, S::f32, L::sequential)});
+    s.layers.push_back(
+        {"small", 64, 512, 8, sweep(all_bits, {false}, {128}, S::f16, L::cpu_striped)});
+    s.attention.push_back(
+        {"attn-d128", 16, 128, 4, sweep({2, 4}, {false}, {128}, S::f16, L::cpu_striped)});
+    return s;
+  }
+  // K = 300: tails at every group size (300 = 9 * 32 + 12 = 2 * 128 + 44 = 256 + 44).
+  s.layers.push_back(
+      {"tails", 37, 300, 8, sweep(all_bits, both, all_groups, S::f32, L::sequential)});
+  s.layers.push_back(
+      {"small", 256, 1024, 8, sweep(all_bits, both, all_groups, S::f16, L::cpu_striped)});
+  // The converter's formats (f16 scales) on LLM-like widths.
+  auto wide = sweep(all_bits, both, {128}, S::f16, L::cpu_striped);
+  for (auto f : sweep(all_bits, {false}, {32, whole_row}, S::f32, L::sequential))
+    wide.push_back(f);
+  s.layers.push_back({"wide", 1024, 4096, 4, wide});
+  s.layers.push_back(
+      {"square", 4096, 4096, 2, sweep(all_bits, {false}, {128}, S::f16, L::cpu_striped)});
+  auto blocks = sweep(all_bits, {false}, {128}, S::f16, L::cpu_striped);
+  blocks.push_back({4, 32, true, S::f16, L::cpu_striped});
+  blocks.push_back({8, whole_row, false, S::f32, L::sequential});
+  s.attention.push_back({"attn-d512", 64, 512, 8, blocks});
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels under test
+
+validate::kernel dispatch_kernel(dispatch::isa which) {
+  return {dispatch::isa_name(which),
+          [which](const aplq::any_qmatrix_view& w, const float* x, index_t n, float* y,
+                  const aplq::options& opt) { return dispatch::gemm(w, x, n, y, opt, which); }};
+}
+
+// --inject-fault wrong-scales: the kernel sees every scale multiplied by 1.05 or 0.95 (even and
+// odd index), the oracle the stored ones. Expected: every kernel check fails (an output error of
+// about 5%), every quantization check still passes.
+validate::kernel with_wrong_scales(validate::kernel k) {
+  validate::kernel_fn inner = std::move(k.run);
+  k.run = [inner](const aplq::any_qmatrix_view& w, const float* x, index_t n, float* y,
+                  const aplq::options& opt) -> aplq::status {
+    if (w.scales == nullptr || w.rows <= 0 || w.cols <= 0)
+      return inner(w, x, n, y, opt);
+    const index_t groups =
+        w.format.group == aplq::whole_row ? 1 : (w.cols + w.format.group - 1) / w.format.group;
+    const std::size_t count = static_cast<std::size_t>(w.rows * groups);
+    auto factor = [](std::size_t i) { return i % 2 == 0 ? 1.05f : 0.95f; };
+    aplq::any_qmatrix_view bad = w;
+    if (w.format.scale == aplq::scale_kind::f16) {
+      const auto* s = static_cast<const aplq::half*>(w.scales);
+      std::vector<aplq::half> wrong(count);
+      for (std::size_t i = 0; i < count; ++i)
+        wrong[i] = aplq::float_to_half(aplq::half_to_float(s[i]) * factor(i));
+      bad.scales = wrong.data();
+      return inner(bad, x, n, y, opt);
+    }
+    const auto* s = static_cast<const float*>(w.scales);
+    std::vector<float> wrong(count);
+    for (std::size_t i = 0; i < count; ++i)
+      wrong[i] = s[i] * factor(i);
+    bad.scales = wrong.data();
+    return inner(bad, x, n, y, opt);
+  };
+  return k;
+}
+
+std::vector<dispatch::isa> available_isas() {
+  std::vector<dispatch::isa> out;
+  for (int i = dispatch::isa_count - 1; i >= 0; --i)
+    if (dispatch::available(static_cast<dispatch::isa>(i)))
+      out.push_back(static_cast<dispatch::isa>(i));
+  return out;
+}
+
+std::string join_isas(const std::vector<dispatch::isa>& isas) {
+  std::string s;
+  for (auto i : isas)
+    s += (s.empty() ? "" : ", ") + std::string(dispatch::isa_name(i));
+  return s.empty() ? "none" : s;
+}
+
+// The ISAs --isa selects: all available ones, the best one, or one by name.
+std::vector<dispatch::isa> chosen_isas(const std::string& name) {
+  const auto available = available_isas();
+  if (available.empty())
+    throw std::runtime_error("no kernel ISA is available on this CPU (dispatch library built "
+                             "without kernels?)");
+  if (name == "all")
+    return available;
+  if (name == "best")
+    return {dispatch::selected()};
+  for (int i = 0; i < dispatch::isa_count; ++i) {
+    const auto isa = static_cast<dispatch::isa>(i);
+    if (name == dispatch::isa_name(isa)) {
+      if (!dispatch::available(isa))
+        throw usage_error("--isa " + name +
+                          ": not available on this CPU (available: " + join_isas(available) + ")");
+      return {isa};
+    }
+  }
+  throw usage_error("--isa: unknown instruction set '" + name + "' (all, best, " +
+                    join_isas(available) + ")");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running
+
+std::vector<float> gaussian(std::mt19937_64& gen, index_t n, double stddev) {
+  std::normal_distribution<float> d(0.0f, static_cast<float>(stddev));
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (float& e : v)
+    e = d(gen);
+  return v;
+}
+
+// One generator per case, so that a case's data depend only on the seed and its name.
+std::mt19937_64 generator(std::uint64_t seed, const std::string& name) {
+  std::seed_seq seq{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32),
+                    static_cast<std::uint32_t>(std::hash<std::string>{}(name))};
+  return std::mt19937_64(seq);
+}
+
+void require(aplq::status s, const std::string& what) {
+  if (s != aplq::status::ok)
+    throw std::runtime_error(what + ": " + aplq::status_string(s));
+}
+
+validate::report run_suite(const arguments& a, const std::vector<validate::kernel>& kernels) {
+  validate::settings settings;
+  settings.threads = a.threads;
+  validate::report report;
+  const suite s = make_suite(a.quick);
+  for (const auto& c : s.layers) {
+    auto gen = generator(a.seed, c.name);
+    // W ~ N(0, 1/cols) (the usual initialisation; the relative errors do not depend on it).
+    const auto w = gaussian(gen, c.rows * c.cols, 1.0 / std::sqrt(static_cast<double>(c.cols)));
+    const auto x = gaussian(gen, c.n * c.cols, 1.0); // [n, cols]
+    for (const auto& f : c.formats) {
+      validate::layer_result r;
+      require(validate::validate_layer(c.name, w.data(), c.rows, c.cols, x.data(), c.n, f, kernels,
+                                       r, settings),
+              "layer " + c.name + " " + aplq::name_of(f).c_str());
+      report.layers.push_back(std::move(r));
+    }
+  }
+  for (const auto& c : s.attention) {
+    auto gen = generator(a.seed, c.name);
+    const double sd = 1.0 / std::sqrt(static_cast<double>(c.dim));
+    std::vector<float> w[4];
+    for (auto& m : w)
+      m = gaussian(gen, c.dim * c.dim, sd);              // [dim, dim]
+    const auto x = gaussian(gen, c.tokens * c.dim, 1.0); // [tokens, dim]
+    const validate::attention_weights aw{w[0].data(), w[1].data(), w[2].data(), w[3].data()};
+    for (const auto& f : c.formats) {
+      validate::attention_result r;
+      require(validate::validate_attention(c.name, aw, c.dim, c.heads, x.data(), c.tokens, f,
+                                           kernels, r, settings),
+              "attention block " + c.name + " " + aplq::name_of(f).c_str());
+      report.attention.push_back(std::move(r));
+    }
+  }
+  return report;
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+
+json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+json format_json(const aplq::format_desc& f) {
+  return {{"name", aplq::name_of(f).c_str()},
+          {"bits", f.bits},
+          {"group", f.group == aplq::whole_row ? json("row") : json(f.group)},
+          {"zero_point", f.zero_point},
+          {"scale", f.scale == aplq::scale_kind::f16 ? "f16" : "f32"},
+          {"layout", f.layout == aplq::layout_kind::sequential ? "sequential" : "cpu_striped"}};
+}
+
+json check_json(const validate::check& c) {
+  return {{"error", number(c.error)}, {"tolerance", number(c.tolerance)}, {"pass", c.pass()}};
+}
+
+json result_json(const validate::result_base& r) {
+  json j;
+  j["name"] = r.name;
+  j["format"] = format_json(r.format);
+  if (r.has_quantization) {
+    j["quantization"] = check_json(r.quantization);
+    j["quantization"]["model"] = number(r.quantization_model);
+  } else {
+    j["quantization"] = nullptr;
+  }
+  json kernels = json::array();
+  for (const auto& k : r.kernels) {
+    json kj = check_json(k.result);
+    kj["kernel"] = k.kernel;
+    kj["policy"] = k.policy == aplq::compute::exact ? "exact" : "int8";
+    kernels.push_back(kj);
+  }
+  j["kernels"] = kernels;
+  j["pass"] = r.pass();
+  return j;
+}
+
+json report_json(const validate::report& report, const arguments& a,
+                 const std::vector<validate::kernel>& kernels, double seconds) {
+  json j;
+  j["tool"] = "aplq-accuracy";
+  j["version"] = APLQ_VERSION_STRING;
+  j["seed"] = a.seed;
+  j["threads"] = a.threads;
+  j["quick"] = a.quick;
+  j["fault"] = a.fault.empty() ? json(nullptr) : json(a.fault);
+  json names = json::array();
+  for (const auto& k : kernels)
+    names.push_back(k.name);
+  j["kernels"] = names;
+
+  json kernel_tol = json::array(), quant_tol = json::array();
+  for (int bits : {1, 2, 4, 8}) {
+    const aplq::format_desc f{bits, 128};
+    kernel_tol.push_back({{"bits", bits},
+                          {"seed_table", validate::seed_tolerance(bits)},
+                          {"exact", validate::kernel_tolerance(f, aplq::compute::exact)},
+                          {"int8", validate::kernel_tolerance(f, aplq::compute::int8)}});
+    for (bool zp : {false, true})
+      for (int g : {32, 64, 128, 256, aplq::whole_row}) {
+        const aplq::format_desc q{bits, g, zp};
+        quant_tol.push_back(
+            {{"bits", bits},
+             {"zero_point", zp},
+             {"group", g == aplq::whole_row ? json("row") : json(g)},
+             {"cols", report.table_cols},
+             {"model", validate::quantization_model(q, report.table_cols)},
+             {"tolerance", validate::quantization_tolerance(q, report.table_cols)}});
+      }
+  }
+  j["tolerances"] = {{"kernel", kernel_tol},
+                     {"quantization", quant_tol},
+                     {"model_allowance", validate::model_allowance},
+                     {"quantization_sigmas", validate::quantization_sigmas},
+                     {"int8_sigmas", validate::int8_sigmas},
+                     {"attention_factor", validate::attention_factor}};
+
+  json layers = json::array(), blocks = json::array();
+  for (const auto& l : report.layers) {
+    json lj = result_json(l);
+    lj["rows"] = l.rows;
+    lj["cols"] = l.cols;
+    lj["n"] = l.n;
+    layers.push_back(lj);
+  }
+  for (const auto& b : report.attention) {
+    json bj = result_json(b);
+    bj["tokens"] = b.tokens;
+    bj["dim"] = b.dim;
+    bj["heads"] = b.heads;
+    blocks.push_back(bj);
+  }
+  j["layers"] = layers;
+  j["attention"] = blocks;
+  j["summary"] = {{"tests", report.tests()},   {"passed", report.passed()},
+                  {"checks", report.checks()}, {"checks_passed", report.checks_passed()},
+                  {"pass", report.pass()},     {"seconds", seconds}};
+  return j;
+}
+
+void write_json(const std::string& path, const json& j) {
+  const std::string text = j.dump(2) + "\n";
+  aplq::io::output_file out;
+  if (auto e = out.open(path))
+    throw std::runtime_error(e.message);
+  if (auto e = out.write(text.data(), text.size()))
+    throw std::runtime_error(e.message);
+  if (auto e = out.commit())
+    throw std::runtime_error(e.message);
+}
+
+int run(const arguments& a) {
+  const auto isas = chosen_isas(a.isa);
+  std::vector<validate::kernel> kernels;
+  for (auto isa : isas)
+    kernels.push_back(a.fault.empty() ? dispatch_kernel(isa)
+                                      : with_wrong_scales(dispatch_kernel(isa)));
+
+  const auto start = std::chrono::steady_clock::now();
+  validate::report report = run_suite(a, kernels);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  report.notes.push_back(std::string("aplq ") + APLQ_VERSION_STRING +
+                         (a.quick ? ", quick suite" : ", full suite") + ", seed " +
+                         std::to_string(a.seed) + ", threads " + std::to_string(a.threads));
+  report.notes.push_back("kernels: aplq::dispatch::gemm on " + join_isas(isas) +
+                         "; data: W ~ N(0, 1/K), x ~ N(0, 1)");
+  if (!a.fault.empty())
+    report.notes.push_back("FAULT INJECTED (" + a.fault +
+                           "): the kernels get every scale x1.05 / x0.95, the oracle the "
+                           "stored ones");
+
+  if (a.json && a.json_path.empty()) {
+    std::cout << report_json(report, a, kernels, seconds).dump(2) << "\n";
+  } else {
+    report.print(std::cout);
+    std::printf("Time: %.1f s\n", seconds);
+    std::fflush(stdout);
+    if (a.json)
+      write_json(a.json_path, report_json(report, a, kernels, seconds));
+  }
+  if (report.tests() == 0)
+    throw std::runtime_error("the suite ran no tests");
+  return report.pass() ? 0 : 1;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  arguments a;
+  CLI::App app{"aplq-accuracy: quantization error (vs FP32) and kernel error (vs the oracle) of "
+               "aplq's formats and kernels, checked against derived tolerances.\nExit status: 0 "
+               "all checks pass, 1 a check failed, 2 bad argument, 3 other error.",
+               "aplq-accuracy"};
+  app.add_flag("--quick", a.quick, "a smaller suite (about a second)");
+  app.add_option("--isa", a.isa, "instruction set of the kernels: all (default), best, or a name");
+  app.add_option("--threads", a.threads, "kernel threads, 0 for all cores (default 2)")
+      ->check(CLI::Range(0, 4096));
+  app.add_option("--seed", a.seed, "random seed of the suite's data (default 1)");
+  auto* json_opt = app.add_option("--json", a.json_path,
+                                  "write the report as JSON to PATH (atomically), or to stdout "
+                                  "instead of the text when no PATH is given")
+                       ->expected(0, 1);
+  app.add_option("--inject-fault", a.fault,
+                 "wrong-scales: give the kernels perturbed scales (the run must fail)")
+      ->check(CLI::IsMember({"wrong-scales"}));
+  try {
+    app.parse(argc, argv);
+    a.json = json_opt->count() > 0;
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "aplq-accuracy: error: %s\n", e.what());
+    return 2;
+  }
+  try {
+    return run(a);
+  } catch (const usage_error& e) {
+    std::fprintf(stderr, "aplq-accuracy: error: %s\n", e.what());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "aplq-accuracy: error: out of memory\n");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "aplq-accuracy: error: %s\n", e.what());
+  }
+  return 3;
+}
