@@ -130,6 +130,18 @@ inline double seed_tolerance(int bits) noexcept {
   }
 }
 
+// ||a - b|| / ||b|| in double (the absolute norm when b is zero).
+template <class A>
+double rel_l2(const std::vector<A>& a, const std::vector<double>& b) noexcept {
+  double num = 0.0, den = 0.0;
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    const double d = static_cast<double>(a[i]) - b[i];
+    num += d * d;
+    den += b[i] * b[i];
+  }
+  return den > 0.0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
 namespace detail {
 
 inline bool known_format(const format_desc& f) noexcept {
@@ -345,18 +357,6 @@ struct settings {
 };
 
 namespace detail {
-
-// ||a - b|| / ||b|| in double (the absolute norm when b is zero).
-template <class A>
-double rel_l2(const std::vector<A>& a, const std::vector<double>& b) noexcept {
-  double num = 0.0, den = 0.0;
-  for (std::size_t i = 0; i < b.size(); ++i) {
-    const double d = static_cast<double>(a[i]) - b[i];
-    num += d * d;
-    den += b[i] * b[i];
-  }
-  return den > 0.0 ? std::sqrt(num / den) : std::sqrt(num);
-}
 
 inline bool all_finite(const float* v, index_t n) noexcept {
   for (index_t i = 0; i < n; ++i)
@@ -701,9 +701,10 @@ inline const char* policy_name(compute p) noexcept {
 // printf into a std::string (lines of the report).
 template <class... Args>
 std::string format_line(const char* fmt, Args... args) {
-  char buf[512];
-  std::snprintf(buf, sizeof buf, fmt, args...);
-  return buf;
+  const int n = std::snprintf(nullptr, 0, fmt, args...);
+  std::string s(static_cast<std::size_t>(n > 0 ? n : 0), '\0');
+  std::snprintf(&s[0], s.size() + 1, fmt, args...);
+  return s;
 }
 
 inline std::string sci(double v) {
@@ -712,17 +713,19 @@ inline std::string sci(double v) {
   return format_line("%.2e", v);
 }
 
-inline void print_results(std::ostream& os, const result_base& r, const std::string& shape) {
+inline void print_results(std::ostream& os, const result_base& r, const std::string& shape,
+                          int name_width) {
   const double ex = r.worst_kernel_error(compute::exact);
   const double i8 = r.worst_kernel_error(compute::int8);
   double ex_tol = -1.0, i8_tol = -1.0;
   for (const auto& k : r.kernels)
     (k.policy == compute::exact ? ex_tol : i8_tol) = k.result.tolerance;
-  os << format_line(
-      "  %-14s %-16s %-18s %9s %8s  %9s %8s  %9s %8s  %s\n", r.name.c_str(), shape.c_str(),
-      name_of(r.format).c_str(), r.has_quantization ? sci(r.quantization.error).c_str() : "-",
-      r.has_quantization ? sci(r.quantization.tolerance).c_str() : "-", sci(ex).c_str(),
-      sci(ex_tol).c_str(), sci(i8).c_str(), sci(i8_tol).c_str(), r.pass() ? "PASS" : "FAIL");
+  os << format_line("  %-*s %-16s %-18s %9s %8s  %9s %8s  %9s %8s  %s\n", name_width,
+                    r.name.c_str(), shape.c_str(), name_of(r.format).c_str(),
+                    r.has_quantization ? sci(r.quantization.error).c_str() : "-",
+                    r.has_quantization ? sci(r.quantization.tolerance).c_str() : "-",
+                    sci(ex).c_str(), sci(ex_tol).c_str(), sci(i8).c_str(), sci(i8_tol).c_str(),
+                    r.pass() ? "PASS" : "FAIL");
   if (r.has_quantization && !r.quantization.pass())
     os << format_line("      FAIL quantization error %s > %s\n", sci(r.quantization.error).c_str(),
                       sci(r.quantization.tolerance).c_str());
@@ -787,10 +790,17 @@ inline void print_report(const report& rep, std::ostream& os) {
       "  Attention blocks: %.0f x the layer models, N = T x heads.\n",
       attention_factor);
 
+  // The name column fits the longest name (layer names of a converted model are long).
+  std::size_t longest = 14;
+  for (const auto& l : layers)
+    longest = std::max(longest, l.name.size());
+  for (const auto& a : attention)
+    longest = std::max(longest, a.name.size());
+  const int name_width = static_cast<int>(longest);
   auto header = [&](const char* what, const char* shape) {
-    os << format_line("\n%s\n  %-14s %-16s %-18s %9s %8s  %9s %8s  %9s %8s  %s\n", what, "name",
-                      shape, "format", "quant err", "tol", "exact err", "tol", "int8 err", "tol",
-                      "result");
+    os << format_line("\n%s\n  %-*s %-16s %-18s %9s %8s  %9s %8s  %9s %8s  %s\n", what, name_width,
+                      "name", shape, "format", "quant err", "tol", "exact err", "tol", "int8 err",
+                      "tol", "result");
   };
   if (!layers.empty()) {
     header("LAYERS (kernel errors: the largest over the kernels)", "rows x cols, n");
@@ -798,7 +808,8 @@ inline void print_report(const report& rep, std::ostream& os) {
       detail::print_results(os, l,
                             format_line("%lldx%lld n%lld", static_cast<long long>(l.rows),
                                         static_cast<long long>(l.cols),
-                                        static_cast<long long>(l.n)));
+                                        static_cast<long long>(l.n)),
+                            name_width);
   }
   if (!attention.empty()) {
     header("ATTENTION BLOCKS (q, k, v, o quantized; causal softmax in double)", "T x d, heads");
@@ -806,7 +817,8 @@ inline void print_report(const report& rep, std::ostream& os) {
       detail::print_results(os, a,
                             format_line("%lldx%lld h%lld", static_cast<long long>(a.tokens),
                                         static_cast<long long>(a.dim),
-                                        static_cast<long long>(a.heads)));
+                                        static_cast<long long>(a.heads)),
+                            name_width);
   }
   os << format_line("\nOverall: %d/%d tests passed (%d/%d checks)\n", rep.passed(), rep.tests(),
                     rep.checks_passed(), rep.checks());

@@ -234,7 +234,8 @@ TEST_CASE("io/npz: the writer refuses misuse and a failed writer leaves nothing 
   const std::uint8_t bytes[64] = {};
   npz_writer w;
   REQUIRE(w.open(path).ok());
-  CHECK(dir.entries().size() == 1); // the temporary file
+  CHECK(dir.entries().size() <= 1); // unnamed (O_TMPFILE) or a hidden temporary
+  CHECK(!fs::exists(path));
   aplq::io::error e;
   status expected = status::invalid_argument;
   std::string names; // what the message must mention besides the path
@@ -313,7 +314,7 @@ TEST_CASE("io/npz: calls on a closed writer fail; an uncommitted writer leaves n
     REQUIRE(w.open(dir.file("left.npz")).ok());
     REQUIRE(w.begin_array("a", npy_dtype::u8, {4}).ok());
     REQUIRE(w.append(bytes, 4).ok());
-    CHECK(dir.entries().size() == 1);
+    CHECK(dir.entries().size() <= 1); // unnamed (O_TMPFILE) or a hidden temporary
   } // destroyed mid-array
   CHECK(dir.entries().empty());
   {

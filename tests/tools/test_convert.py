@@ -2,9 +2,10 @@
 """aplq-convert end to end on a tiny Llama-style model this test writes itself (BF16, two shards
 and an index): every bit width in both output formats, the safetensors export read back by the
 library's loader (aplq-export-check: byte-equal to aplq::quantize of the source) and by this
-file's own safetensors reader, the NPZ export by numpy (equal to the safetensors export), and bad
-inputs that must each give one error line naming the file and tensor, a non-zero exit, and an
-empty output directory. APLQ_CONVERT and APLQ_EXPORT_CHECK name the programs under test."""
+file's own safetensors reader, the NPZ export by numpy (equal to the safetensors export) and by the
+library's loader (aplq-accuracy --manifest), a download from fake_hub.py, and bad inputs that must
+each give one error line naming the file and tensor, a non-zero exit, and an empty output
+directory. APLQ_CONVERT, APLQ_EXPORT_CHECK and APLQ_ACCURACY name the programs under test."""
 
 import json
 import os
@@ -18,12 +19,21 @@ import tiny_model as tm
 
 CONVERT = os.environ["APLQ_CONVERT"]
 EXPORT_CHECK = os.environ["APLQ_EXPORT_CHECK"]
+ACCURACY = os.environ["APLQ_ACCURACY"]
 QUANTIZED = 14  # 7 projections in each of 2 blocks
 
 
+def clean_env(**extra):
+    """The environment without Hugging Face or proxy settings of the machine running the test."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HF_", "HUGGINGFACE_")) and "proxy" not in k.lower()}
+    env.update(extra)
+    return env
+
+
 def run(*args, env=None):
-    return subprocess.run([CONVERT, *map(str, args)], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run([CONVERT, *map(str, args)], capture_output=True, text=True,
+                          env=env if env is not None else clean_env(), timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +123,10 @@ def test_npz_export_loads_in_numpy(model, safetensors_out, tmp_path):
         m = json.loads((tmp_path / f"tiny_manifest_q{bits}.json").read_text())
         assert m["export"] == {"file": f"tiny_quantized_q{bits}.npz", "format": "npz",
                                "bytes": os.path.getsize(tmp_path / f"tiny_quantized_q{bits}.npz")}
+        # The library's loader reads the NPZ export too: every layer through the kernels.
+        r = accuracy("--manifest", tmp_path / f"tiny_manifest_q{bits}.json", "--original",
+                     model[0])
+        assert r.returncode == 0 and f"{QUANTIZED}/{QUANTIZED} tests passed" in r.stdout, r.stdout
 
 
 @pytest.mark.parametrize("options", [["--group", "row", "--zero-point", "--scale", "f32"],
@@ -254,6 +268,37 @@ def test_bad_input(tmp_path, case, fmt):
     assert os.listdir(out) == []
 
 
+def test_a_failed_run_leaves_earlier_outputs_alone(tmp_path):
+    good, bad, out = tmp_path / "good", tmp_path / "bad", tmp_path / "out"
+    tm.make_tiny_llama(str(good), shards=1)
+    r = run(good, "--output-dir", out, "--name", "m")
+    assert r.returncode == 0, r.stderr
+    before = {f: (out / f).read_bytes() for f in os.listdir(out)}
+    assert set(before) == {"m_q4.safetensors", "m_manifest_q4.json"}
+    t = tm.tiny_llama_tensors()
+    t["model.layers.1.mlp.up_proj.weight"][3, 3] = np.inf
+    tm.make_tiny_llama(str(bad), shards=1, tensors=t)
+    r = run(bad, "--output-dir", out, "--name", "m")
+    assert r.returncode == 1 and "Inf at [3, 3]" in r.stderr, r.stderr
+    assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
+
+
+def test_kept_tensors_must_be_finite_and_dot_names_the_directory(tmp_path):
+    t = tm.tiny_llama_tensors()
+    t["model.embed_tokens.weight"][1, 2] = np.nan
+    d = tmp_path / "mymodel"
+    tm.make_tiny_llama(str(d), shards=1, tensors=t)
+    r = run(d, "--output-dir", tmp_path / "out")
+    assert r.returncode == 1 and "'model.embed_tokens.weight' holds NaN at element 98" in r.stderr
+    assert not os.listdir(tmp_path / "out")
+    t["model.embed_tokens.weight"][1, 2] = 0.5
+    tm.make_tiny_llama(str(d), shards=1, tensors=t)
+    r = subprocess.run([CONVERT, ".", "--output-dir", "out", "--keep", "*.mlp.*"], cwd=d,
+                       capture_output=True, text=True, env=clean_env())
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(d / "out")) == ["mymodel_manifest_q4.json", "mymodel_q4.safetensors"]
+
+
 @pytest.mark.parametrize("args", [["--bits", "3"], ["--group", "100"], ["--format", "gguf"], []])
 def test_bad_arguments(model, tmp_path, args):
     r = run(*([model[0]] if args else []), *args, "--output-dir", tmp_path)
@@ -267,8 +312,7 @@ def test_unknown_model_name(tmp_path):
 
 
 def test_list_models(tmp_path):
-    env = dict(os.environ, HF_HOME=str(tmp_path))
-    r = run("--list-models", env=env)
+    r = run("--list-models", env=clean_env(HF_HOME=str(tmp_path)))
     assert r.returncode == 0
     for alias in ("tinyllama", "mistral-7b", "mistral-7b-instruct", "gemma-2b", "llama2-7b"):
         assert alias in r.stdout
@@ -290,9 +334,7 @@ def test_alias_downloads_through_the_hub_then_converts_offline(tmp_path):
                             str(config)], stdout=subprocess.PIPE, text=True)
     try:
         port = int(hub.stdout.readline())
-        env = dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"))
-        env.pop("HF_TOKEN", None)
-        env.pop("HUGGINGFACE_HUB_TOKEN", None)
+        env = clean_env(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"))
         out = tmp_path / "out"
         r = run("tinyllama", "--output-dir", out, env=env)
         assert r.returncode == 0, r.stderr
@@ -314,3 +356,50 @@ def test_alias_downloads_through_the_hub_then_converts_offline(tmp_path):
     r = run("--list-models", env=env)
     assert any(line.split()[:1] == ["tinyllama"] and "cached" in line.split()
                for line in r.stdout.splitlines()), r.stdout
+
+
+# ---- aplq-accuracy --manifest on the conversions above -----------------------------------------
+
+def accuracy(*args):
+    return subprocess.run([ACCURACY, "--isa", "best", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("bits", [2, 8])
+def test_accuracy_manifest_against_the_original(model, safetensors_out, bits, tmp_path):
+    out, _ = safetensors_out
+    manifest = out / f"tiny_manifest_q{bits}.json"
+    r = accuracy("--manifest", manifest, "--original", model[0])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"Overall: {QUANTIZED}/{QUANTIZED} tests passed" in r.stdout
+    # Kernel error alone without the original.
+    r = accuracy("--manifest", manifest, "--layers", "3")
+    assert r.returncode == 0 and "Overall: 3/3 tests passed (6/6 checks)" in r.stdout, r.stdout
+    # Another model of the same shapes is not the original: the quantization checks fail.
+    other = tmp_path / "other"
+    tm.make_tiny_llama(str(other), seed=8)
+    r = accuracy("--manifest", manifest, "--original", other, "--json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    report = json.loads(r.stdout)
+    assert not report["summary"]["pass"]
+    assert all(not layer["quantization"]["pass"] for layer in report["layers"])
+    assert all(k["pass"] for layer in report["layers"] for k in layer["kernels"])
+
+
+def test_accuracy_manifest_with_recorded_activations(model, safetensors_out, tmp_path):
+    out, _ = safetensors_out
+    rng = np.random.default_rng(3)
+    acts = {"model.layers.0.mlp.down_proj.weight": rng.standard_normal((5, 200)).astype(np.float32),
+            "model.layers.1.self_attn.q_proj.weight": rng.standard_normal(96).astype(np.float16)}
+    np.savez(tmp_path / "acts.npz", **acts)
+    r = accuracy("--manifest", out / "tiny_manifest_q4.json", "--original", model[0],
+                 "--activations", tmp_path / "acts.npz")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "model.layers.0.mlp.down_proj.weight (recorded)" in r.stdout
+    assert "96x200 n5" in r.stdout and "96x96 n1" in r.stdout
+    assert f"Overall: {QUANTIZED + 2}/{QUANTIZED + 2} tests passed" in r.stdout
+    np.savez(tmp_path / "bad.npz", **{"model.layers.0.mlp.down_proj.weight": np.zeros((2, 7))})
+    r = accuracy("--manifest", out / "tiny_manifest_q4.json", "--activations", tmp_path / "bad.npz")
+    assert r.returncode == 3 and "bad.npz" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    r = accuracy("--original", model[0])
+    assert r.returncode == 2 and "--manifest" in r.stderr

@@ -9,17 +9,29 @@
 //
 //   aplq-accuracy [--quick] [--isa NAME] [--threads N] [--seed N] [--json [PATH]]
 //                 [--inject-fault wrong-scales]
+//
+// With --manifest it validates a converted model instead, layer by layer (see run_manifest):
+//
+//   aplq-accuracy --manifest DIR/<name>_manifest_q4.json [--original MODEL_DIR]
+//                 [--activations FILE.npz] [--layers N] [--rows N]
 #include <aplq/dispatch.hpp>
+#include <aplq/io/hf_model.hpp>
+#include <aplq/io/npz.hpp>
 #include <aplq/io/output_file.hpp>
+#include <aplq/io/quantized_model.hpp>
 #include <aplq/validate.hpp>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <exception>
 #include <iostream>
+#include <limits>
+#include <map>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -40,6 +52,12 @@ struct arguments {
   bool json = false;
   std::string json_path; // empty: JSON to stdout, instead of the text report
   std::string fault;     // "" or "wrong-scales"
+  // --manifest mode
+  std::string manifest;    // a manifest .json or an export .safetensors
+  std::string original;    // the source model directory (quantization error)
+  std::string activations; // NPZ of recorded activations, one [n, cols] array per weight name
+  int layers = 0;          // quantized weights checked, spread evenly; 0 for all
+  index_t rows = 4;        // random activation rows per layer
 };
 
 struct usage_error : std::runtime_error {
@@ -259,6 +277,140 @@ validate::report run_suite(const arguments& a, const std::vector<validate::kerne
 }
 
 // ---------------------------------------------------------------------------------------------
+// --manifest: a converted model, layer by layer
+
+// Recorded activations of one weight: an array named after it, [n, cols] (or [cols]) of float32
+// or float16.
+std::vector<float> recorded(const aplq::io::npz_reader& npz, const std::string& name, index_t cols,
+                            index_t& n) {
+  const aplq::io::npz_array* a = npz.find(name);
+  if (a == nullptr)
+    return {};
+  const bool vector = a->shape.size() == 1;
+  if ((!vector && a->shape.size() != 2) || a->shape.back() != cols ||
+      (a->type != aplq::io::npy_dtype::f32 && a->type != aplq::io::npy_dtype::f16))
+    throw std::runtime_error(npz.path() + ": activations '" + name +
+                             "' must be float32 or float16 [n, " + std::to_string(cols) + "]");
+  n = vector ? 1 : a->shape[0];
+  std::vector<float> x(static_cast<std::size_t>(n * cols));
+  aplq::io::to_float(a->type == aplq::io::npy_dtype::f32 ? aplq::io::dtype::f32
+                                                         : aplq::io::dtype::f16,
+                     a->data, n * cols, x.data());
+  if (n == 0)
+    throw std::runtime_error(npz.path() + ": activations '" + name + "' are empty");
+  return x;
+}
+
+// Validates every quantized weight of an export (or --layers of them): the kernel error always;
+// with --original, the quantization error against the FP32 original. Its tolerance for random
+// Gaussian activations comes from the weights, not from a Gaussian-weight model (real weights
+// have heavier tails): E||(W_q - W) x||^2 / E||W x||^2 = ||W_q - W||^2 / ||W||^2 for x ~ N(0, I),
+// so the output rel-L2 must match the weight rel-L2 the manifest recorded at conversion, within
+// the same sampling allowance as the suite's. A wrong original, or an export that is not what its
+// manifest says, fails it. With recorded activations (not isotropic) the quantization error is
+// reported only (tolerance inf); their kernel error is checked as usual.
+validate::report run_manifest(const arguments& a, const std::vector<validate::kernel>& kernels) {
+  aplq::io::quantized_model model;
+  if (auto e = model.open(a.manifest))
+    throw std::runtime_error(e.message);
+  aplq::io::hf_model original;
+  if (!a.original.empty())
+    if (auto e = original.open(a.original))
+      throw std::runtime_error(e.message);
+  aplq::io::npz_reader npz;
+  if (!a.activations.empty())
+    if (auto e = npz.open(a.activations))
+      throw std::runtime_error(e.message);
+
+  // What the manifest recorded per weight at conversion.
+  std::map<std::string, double> recorded_error;
+  const auto& doc = model.manifest();
+  if (doc.is_object() && doc.contains("tensors") && doc["tensors"].is_array())
+    for (const auto& t : doc["tensors"]) {
+      if (!t.is_object() || !t.contains("name") || !t["name"].is_string() || !t.contains("error") ||
+          !t["error"].is_object())
+        continue;
+      const auto e = t["error"].find("weight_rel_l2");
+      if (e != t["error"].end() && e->is_number())
+        recorded_error[t["name"].get<std::string>()] = e->get<double>();
+    }
+  const auto& weights = model.weights();
+  const std::size_t total = weights.size();
+  const std::size_t want =
+      a.layers <= 0 ? total : std::min<std::size_t>(static_cast<std::size_t>(a.layers), total);
+  validate::report report;
+  std::size_t with_recorded = 0;
+  for (std::size_t k = 0; k < want; ++k) {
+    const aplq::io::quantized_weight& w = weights[want == total ? k : k * total / want];
+    std::vector<float> fp32;
+    if (!a.original.empty()) {
+      const aplq::io::hf_model::tensor_ref* src = original.find(w.name);
+      if (src == nullptr)
+        throw std::runtime_error(original.dir() + ": has no tensor '" + w.name + "'");
+      if (src->info->shape != std::vector<std::int64_t>{w.view.rows, w.view.cols})
+        throw std::runtime_error(src->file->path() + ": tensor '" + w.name +
+                                 "' has another shape than in the export");
+      fp32.resize(static_cast<std::size_t>(w.view.rows * w.view.cols));
+      if (auto e = src->file->read_float(*src->info, fp32.data()))
+        throw std::runtime_error(e.message);
+      src->file->release(*src->info);
+    }
+    validate::settings settings;
+    settings.threads = a.threads;
+    const auto it = recorded_error.find(w.name);
+    const double weight_err = it != recorded_error.end() ? it->second : std::nan("");
+    if (!fp32.empty() && std::isfinite(weight_err))
+      settings.quantization_tolerance =
+          std::max(weight_err, 1e-7) *
+          (validate::model_allowance +
+           validate::quantization_sigmas /
+               std::sqrt(validate::effective_samples(w.view.rows, w.view.cols, a.rows)));
+    else if (!fp32.empty())
+      settings.quantization_tolerance = std::numeric_limits<double>::infinity();
+
+    auto gen = generator(a.seed, w.name);
+    const auto x = gaussian(gen, a.rows * w.view.cols, 1.0);
+    validate::layer_result r;
+    require(validate::validate_quantized(w.name, w.view, fp32.empty() ? nullptr : fp32.data(),
+                                         x.data(), a.rows, kernels, r, settings),
+            "layer " + w.name);
+    report.layers.push_back(std::move(r));
+
+    if (!a.activations.empty()) {
+      index_t n = 0;
+      const std::vector<float> xr = recorded(npz, w.name, w.view.cols, n);
+      if (!xr.empty()) {
+        settings.quantization_tolerance = std::numeric_limits<double>::infinity();
+        validate::layer_result rr;
+        require(validate::validate_quantized(w.name + " (recorded)", w.view,
+                                             fp32.empty() ? nullptr : fp32.data(), xr.data(), n,
+                                             kernels, rr, settings),
+                "layer " + w.name + " with recorded activations");
+        report.layers.push_back(std::move(rr));
+        ++with_recorded;
+      }
+    }
+  }
+  report.notes.push_back("model: " + a.manifest + " (" + std::to_string(want) + " of " +
+                         std::to_string(total) + " quantized weights)");
+  if (a.original.empty())
+    report.notes.push_back("no --original: kernel error only");
+  else if (!recorded_error.empty())
+    report.notes.push_back("original: " + a.original +
+                           "; quantization tolerance from the weight rel-L2 the manifest recorded");
+  else
+    report.notes.push_back("original: " + a.original +
+                           "; no manifest with recorded errors, so the quantization error is "
+                           "reported, not checked (tolerance inf): pass the manifest to check it");
+  if (!a.activations.empty())
+    report.notes.push_back("recorded activations: " + a.activations + " (" +
+                           std::to_string(with_recorded) +
+                           " layers; quantization error "
+                           "reported, not checked)");
+  return report;
+}
+
+// ---------------------------------------------------------------------------------------------
 // JSON
 
 json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
@@ -380,15 +532,20 @@ int run(const arguments& a) {
                                       : with_wrong_scales(dispatch_kernel(isa)));
 
   const auto start = std::chrono::steady_clock::now();
-  validate::report report = run_suite(a, kernels);
+  validate::report report = a.manifest.empty() ? run_suite(a, kernels) : run_manifest(a, kernels);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  report.notes.push_back(std::string("aplq ") + APLQ_VERSION_STRING +
-                         (a.quick ? ", quick suite" : ", full suite") + ", seed " +
-                         std::to_string(a.seed) + ", threads " + std::to_string(a.threads));
-  report.notes.push_back("kernels: aplq::dispatch::gemm on " + join_isas(isas) +
-                         "; data: W ~ N(0, 1/K), x ~ N(0, 1)");
+  const char* what = !a.manifest.empty() ? ", converted model"
+                     : a.quick           ? ", quick suite"
+                                         : ", full suite";
+  report.notes.insert(report.notes.begin(), std::string("aplq ") + APLQ_VERSION_STRING + what +
+                                                ", seed " + std::to_string(a.seed) + ", threads " +
+                                                std::to_string(a.threads));
+  report.notes.insert(
+      report.notes.begin() + 1,
+      "kernels: aplq::dispatch::gemm on " + join_isas(isas) +
+          (a.manifest.empty() ? "; data: W ~ N(0, 1/K), x ~ N(0, 1)" : "; x ~ N(0, 1)"));
   if (!a.fault.empty())
     report.notes.push_back("FAULT INJECTED (" + a.fault +
                            "): the kernels get every scale x1.05 / x0.95, the oracle the "
@@ -425,12 +582,26 @@ int main(int argc, char** argv) {
                                   "write the report as JSON to PATH (atomically), or to stdout "
                                   "instead of the text when no PATH is given")
                        ->expected(0, 1);
+  app.add_option("--manifest", a.manifest,
+                 "validate a converted model (its manifest .json or export .safetensors) instead "
+                 "of running the suite");
+  app.add_option("--original", a.original,
+                 "with --manifest: the source model directory, for the quantization error");
+  app.add_option(
+      "--activations", a.activations,
+      "with --manifest: NPZ of recorded activations, an [n, cols] array per weight name");
+  app.add_option("--layers", a.layers, "with --manifest: weights to check, spread evenly; 0 all")
+      ->check(CLI::Range(0, 1 << 24));
+  app.add_option("--rows", a.rows, "with --manifest: random activation rows per layer (default 4)")
+      ->check(CLI::Range(1, 4096));
   app.add_option("--inject-fault", a.fault,
                  "wrong-scales: give the kernels perturbed scales (the run must fail)")
       ->check(CLI::IsMember({"wrong-scales"}));
   try {
     app.parse(argc, argv);
     a.json = json_opt->count() > 0;
+    if (a.manifest.empty() && (!a.original.empty() || !a.activations.empty()))
+      throw CLI::ValidationError("--original and --activations go with --manifest");
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {

@@ -12,6 +12,7 @@
 //   5. only when every file is in blobs: the snapshot links, .no_exist markers and refs/<revision>,
 //      so a failed run (a gated model without a token, a full disk) leaves no half snapshot.
 #include "hub.hpp"
+#include "text.hpp"
 
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
@@ -57,7 +58,7 @@ const char* const token_page = "https://huggingface.co/settings/tokens";
 const char* const config_file = "config.json";
 const char* const index_file = "model.safetensors.index.json";
 const char* const single_file = "model.safetensors";
-// Fetched when the repository has them; the converter copies them next to its output.
+// Fetched when the repository has them, so the snapshot also serves a model runner (tokenizer).
 const char* const optional_files[] = {"generation_config.json", "tokenizer.json",
                                       "tokenizer_config.json", "special_tokens_map.json",
                                       "tokenizer.model"};
@@ -79,12 +80,6 @@ std::string trim(const std::string& s) {
   if (b == std::string::npos)
     return {};
   return s.substr(b, s.find_last_not_of(space) - b + 1);
-}
-
-std::string lower(std::string s) {
-  for (char& c : s)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
 }
 
 bool starts_with(const std::string& s, const std::string& prefix) {
@@ -147,22 +142,6 @@ std::string url_encode(const std::string& s, bool keep_slash) {
 
 // Signed CDN URLs are long and say nothing useful in a message.
 std::string without_query(const std::string& url) { return url.substr(0, url.find('?')); }
-
-std::string human_size(std::uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024.0 && u < 4) {
-    v /= 1024.0;
-    ++u;
-  }
-  char buf[32];
-  if (u == 0)
-    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
-  else
-    std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
-  return buf;
-}
 
 std::string human_rate(double bytes_per_s) {
   return human_size(static_cast<std::uint64_t>(bytes_per_s > 0 ? bytes_per_s : 0)) + "/s";
@@ -1272,6 +1251,13 @@ fs::path resolve_model(const std::string& repo_id, const hub_options& opt, std::
         << "); using the cached snapshot " << session.snapshot(commit).string() << std::endl;
     return session.snapshot(commit);
   } catch (const std::runtime_error& e) { // every message names the repository
+    if (cached.complete) {
+      // The weights are all cached; what the hub refused (a token, an optional file) is not
+      // needed to convert.
+      log << "[cache] " << repo_id << ": the hub refused (" << e.what()
+          << "); using the cached snapshot " << session.snapshot(commit).string() << std::endl;
+      return session.snapshot(commit);
+    }
     if (starts_with(e.what(), repo_id + ": "))
       throw;
     throw std::runtime_error(repo_id + ": " + e.what());

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fnmatch.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -28,6 +29,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <iterator>
 #include <limits>
@@ -41,6 +43,7 @@
 
 #include "catalog.hpp"
 #include "hub.hpp"
+#include "text.hpp"
 
 namespace {
 
@@ -73,16 +76,13 @@ void check(const aplq::io::error& e) {
     raise(e.message);
 }
 
-std::string human_bytes(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024.0 && u < 4) {
-    b /= 1024.0;
-    ++u;
-  }
-  char text[32];
-  std::snprintf(text, sizeof text, u == 0 ? "%.0f %s" : "%.2f %s", b, units[u]);
-  return text;
+// printf into a string of any length.
+template <class... Args>
+std::string text_of(const char* fmt, Args... args) {
+  const int n = std::snprintf(nullptr, 0, fmt, args...);
+  std::string s(static_cast<std::size_t>(std::max(n, 0)), '\0');
+  std::snprintf(&s[0], s.size() + 1, fmt, args...);
+  return s;
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -91,8 +91,8 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }
 
 bool is_directory(const std::string& p) {
-  struct stat st;
-  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+  std::error_code ec;
+  return std::filesystem::is_directory(p, ec);
 }
 
 std::string shape_text(const std::vector<std::int64_t>& shape) {
@@ -110,29 +110,26 @@ struct located {
   std::string name;   // output file stem
 };
 
-std::string lower(std::string s) {
-  for (char& c : s)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 located locate(const arguments& a, const std::string& model) {
   located m;
   std::string repo;
   if (is_directory(model)) {
     m.dir = model;
     m.source = model;
-    std::string base = model;
-    while (base.size() > 1 && base.back() == '/')
-      base.pop_back();
+    // The directory's own name, also for "." or "models/x/".
+    char* real = ::realpath(model.c_str(), nullptr);
+    const std::string base = real != nullptr ? real : model;
+    std::free(real);
     m.name = base.substr(base.find_last_of('/') + 1);
+    if (m.name.empty())
+      m.name = "model";
     std::cout << "[1] locate     local directory " << model << "\n";
   } else if (const aplq::tools::catalog_entry* e = aplq::tools::find_alias(model)) {
     repo = e->repo;
     m.name = e->alias;
   } else if (aplq::tools::is_repo_id(model)) {
     repo = model;
-    m.name = lower(model.substr(model.find('/') + 1));
+    m.name = aplq::tools::lower(model.substr(model.find('/') + 1));
   } else {
     raise(model + ": not a model directory, a repository id (org/name) or a catalog alias "
                   "(aplq-convert --list-models lists them)");
@@ -188,68 +185,85 @@ struct quantized_tensor {
   double output_rel_l2 = 0.0; // ||(W - W_q) x|| / ||W x|| for Gaussian x
 };
 
-std::vector<float> read_float(const aplq::io::safetensors_file& f, const tensor_info& t) {
-  std::vector<float> w(static_cast<std::size_t>(t.elements()));
-  check(f.read_float(t, w.data()));
-  for (std::size_t i = 0; i < w.size(); ++i)
-    if (!std::isfinite(w[i])) {
-      const auto cols = static_cast<std::size_t>(t.shape.back());
-      raise(f.path() + ": tensor '" + t.name + "' holds " + (std::isnan(w[i]) ? "NaN" : "Inf") +
-            " at [" + std::to_string(i / cols) + ", " + std::to_string(i % cols) + "]");
-    }
-  return w;
+// Rows [r0, r0 + n) of a 2-D float tensor as float; NaN or Inf is an error naming the element.
+void read_rows(const aplq::io::safetensors_file& f, const tensor_info& t, index_t r0, index_t n,
+               std::vector<float>& out) {
+  const index_t cols = t.shape[1];
+  out.resize(static_cast<std::size_t>(n * cols));
+  const std::size_t size = static_cast<std::size_t>(aplq::io::dtype_size(t.type));
+  aplq::io::to_float(t.type, f.data(t) + static_cast<std::size_t>(r0 * cols) * size, n * cols,
+                     out.data());
+  for (std::size_t i = 0; i < out.size(); ++i)
+    if (!std::isfinite(out[i]))
+      raise(f.path() + ": tensor '" + t.name + "' holds " + (std::isnan(out[i]) ? "NaN" : "Inf") +
+            " at [" + std::to_string(r0 + static_cast<index_t>(i) / cols) + ", " +
+            std::to_string(static_cast<index_t>(i) % cols) + "]");
 }
 
-// Quantizes w [rows][cols] in blocks of rows on the thread pool and measures both errors.
+// Quantizes a 2-D float tensor in blocks of rows on the thread pool, reading each block from the
+// mapping (no float copy of the whole tensor), and measures both errors against its rows.
 template <class F>
-aplq::status quantize_tensor(const std::vector<float>& w, index_t rows, index_t cols, int threads,
-                             unsigned seed, quantized_tensor& out) {
+void quantize_tensor(const aplq::io::safetensors_file& file, const tensor_info& t, int threads,
+                     unsigned seed, quantized_tensor& out) {
+  const index_t rows = t.shape[0], cols = t.shape[1];
   aplq::qmatrix<F> q;
   if (aplq::status s = q.reset(rows, cols); s != aplq::status::ok)
-    return s;
+    raise(file.path() + ": tensor '" + t.name + "': " + aplq::status_string(s));
   const aplq::qmatrix_span<F> all = q.span();
   constexpr index_t block = 16;
   const index_t tasks = (rows + block - 1) / block;
   std::vector<double> err(static_cast<std::size_t>(tasks)), ref(err.size()), yerr(err.size()),
       yref(err.size());
   std::vector<aplq::status> st(err.size(), aplq::status::ok);
+  std::vector<std::string> failure(err.size());
   std::vector<float> x(static_cast<std::size_t>(cols));
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> gauss;
   for (float& v : x)
     v = gauss(rng);
-  auto task = [&](index_t t) {
-    const index_t r0 = t * block, n = std::min(block, rows - r0);
+  auto task = [&](index_t k) noexcept {
+    const auto ti = static_cast<std::size_t>(k);
+    const index_t r0 = k * block, n = std::min(block, rows - r0);
+    std::vector<float> w;
+    try {
+      read_rows(file, t, r0, n, w);
+    } catch (const std::exception& e) {
+      failure[ti] = e.what();
+      return;
+    }
     const index_t groups = all.groups();
     aplq::qmatrix_span<F> part{all.codes + r0 * all.row_bytes(), all.scales + r0 * groups,
                                F::zero_point ? all.zeros + r0 * groups : nullptr, n, cols};
-    st[t] = aplq::quantize<F>(w.data() + r0 * cols, n, cols, part);
-    if (st[t] != aplq::status::ok)
+    st[ti] = aplq::quantize<F>(w.data(), n, cols, part);
+    if (st[ti] != aplq::status::ok)
       return;
     const aplq::qmatrix_view<F> v = aplq::as_const(part);
     for (index_t r = 0; r < n; ++r) {
       double yq = 0.0, y = 0.0;
       for (index_t j = 0; j < cols; ++j) {
-        const double wf = w[static_cast<std::size_t>((r0 + r) * cols + j)];
+        const double wf = w[static_cast<std::size_t>(r * cols + j)];
         const double d = aplq::ref::weight(v, r, j) - wf;
-        err[t] += d * d;
-        ref[t] += wf * wf;
+        err[ti] += d * d;
+        ref[ti] += wf * wf;
         yq += d * x[static_cast<std::size_t>(j)];
         y += wf * x[static_cast<std::size_t>(j)];
       }
-      yerr[t] += yq * yq;
-      yref[t] += y * y;
+      yerr[ti] += yq * yq;
+      yref[ti] += y * y;
     }
   };
   aplq::cpu::thread_pool::global().run(threads, tasks, task);
   double e = 0, r = 0, ye = 0, yr = 0;
-  for (std::size_t t = 0; t < err.size(); ++t) {
-    if (st[t] != aplq::status::ok)
-      return st[t];
-    e += err[t];
-    r += ref[t];
-    ye += yerr[t];
-    yr += yref[t];
+  for (std::size_t k = 0; k < err.size(); ++k) {
+    if (!failure[k].empty()) // the first block in row order names the first bad element
+      raise(failure[k]);
+    if (st[k] != aplq::status::ok)
+      raise(file.path() + ": tensor '" + t.name +
+            "': quantization failed: " + aplq::status_string(st[k]));
+    e += err[k];
+    r += ref[k];
+    ye += yerr[k];
+    yr += yref[k];
   }
   out.weight_rel_l2 = r > 0 ? std::sqrt(e / r) : std::sqrt(e);
   out.output_rel_l2 = yr > 0 ? std::sqrt(ye / yr) : std::sqrt(ye);
@@ -260,11 +274,28 @@ aplq::status quantize_tensor(const std::vector<float>& w, index_t rows, index_t 
   out.codes = std::move(q.codes());
   out.scales = bytes(q.scales());
   out.zeros = bytes(q.zeros());
-  return aplq::status::ok;
 }
 
 // ---- [3] export: one interface over the two output formats
 // ---------------------------------------
+
+// Kept tensors are copied in slices of this size, each released from the resident set after.
+constexpr std::uint64_t slice_bytes = 16u << 20;
+
+// A kept float tensor must be finite too: checks bytes [at, at + n) of t, n a multiple of its
+// element size, through `buf`.
+void check_finite(const aplq::io::safetensors_file& f, const tensor_info& t, std::uint64_t at,
+                  std::uint64_t n, std::vector<float>& buf) {
+  if (!aplq::io::is_float(t.type))
+    return;
+  const auto size = static_cast<std::uint64_t>(aplq::io::dtype_size(t.type));
+  buf.resize(static_cast<std::size_t>(n / size));
+  aplq::io::to_float(t.type, f.data(t) + at, static_cast<std::int64_t>(buf.size()), buf.data());
+  for (std::size_t i = 0; i < buf.size(); ++i)
+    if (!std::isfinite(buf[i]))
+      raise(f.path() + ": tensor '" + t.name + "' holds " + (std::isnan(buf[i]) ? "NaN" : "Inf") +
+            " at element " + std::to_string(at / size + i));
+}
 
 class export_sink {
 public:
@@ -274,9 +305,16 @@ public:
   virtual void plan_tensor(const tensor_info& t) = 0;
   virtual void open(const std::string& path, const std::map<std::string, std::string>& meta) = 0;
   virtual void write_quantized(const std::string& name, const quantized_tensor& q) = 0;
-  virtual void write_tensor(const tensor_info& t, const std::uint8_t* data) = 0;
+  // Copies a kept tensor from its mapped source, a slice at a time.
+  virtual void write_tensor(const aplq::io::safetensors_file& f, const tensor_info& t) = 0;
+  // Completes the file, still unnamed; readable_path() opens it for the checks before commit.
+  virtual void finish() = 0;
+  virtual std::string readable_path() const = 0;
   virtual void commit() = 0;
-  virtual std::uint64_t bytes() const = 0;
+  std::uint64_t bytes() const {
+    struct stat st;
+    return ::stat(readable_path().c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+  }
 };
 
 class safetensors_sink final : public export_sink {
@@ -297,18 +335,21 @@ public:
     if (!q.zeros.empty())
       check(w_.write(name + ".zeros", q.zeros.data(), q.zeros.size()));
   }
-  void write_tensor(const tensor_info& t, const std::uint8_t* data) override {
-    check(w_.write(t.name, data, t.bytes()));
+  void write_tensor(const aplq::io::safetensors_file& f, const tensor_info& t) override {
+    std::vector<float> buf;
+    for (std::uint64_t at = 0; at < t.bytes(); at += slice_bytes) {
+      const std::uint64_t n = std::min(slice_bytes, t.bytes() - at);
+      check_finite(f, t, at, n, buf);
+      check(w_.write(t.name, f.data(t) + at, n, at));
+      f.release(t, at, n);
+    }
   }
-  void commit() override {
-    bytes_ = w_.file_bytes();
-    check(w_.commit());
-  }
-  std::uint64_t bytes() const override { return bytes_; }
+  void finish() override { check(w_.finish()); }
+  std::string readable_path() const override { return w_.readable_path(); }
+  void commit() override { check(w_.commit()); }
 
 private:
   aplq::io::safetensors_writer w_;
-  std::uint64_t bytes_ = 0;
 };
 
 // NPZ: numpy has no bfloat16, so BF16 tensors are widened to float32 (exactly); the metadata
@@ -327,7 +368,7 @@ public:
   void open(const std::string& path, const std::map<std::string, std::string>& meta) override {
     check(w_.open(path));
     json m(meta);
-    const std::string text = m.dump();
+    const std::string text = aplq::io::json_text(m);
     array("__metadata__", aplq::io::npy_dtype::u8, {static_cast<std::int64_t>(text.size())},
           text.data(), text.size());
   }
@@ -340,41 +381,32 @@ public:
     if (!q.zeros.empty())
       array(name + ".zeros", scale_, {rows, s.groups}, q.zeros.data(), q.zeros.size());
   }
-  void write_tensor(const tensor_info& t, const std::uint8_t* data) override {
-    aplq::io::npy_dtype d;
-    switch (t.type) {
-    case dtype::f32: d = aplq::io::npy_dtype::f32; break;
-    case dtype::f16: d = aplq::io::npy_dtype::f16; break;
-    case dtype::bf16: d = aplq::io::npy_dtype::f32; break;
-    case dtype::f64: d = aplq::io::npy_dtype::f64; break;
-    case dtype::u8: d = aplq::io::npy_dtype::u8; break;
-    case dtype::i8: d = aplq::io::npy_dtype::i8; break;
-    case dtype::u16: d = aplq::io::npy_dtype::u16; break;
-    case dtype::i32: d = aplq::io::npy_dtype::i32; break;
-    default:
+  void write_tensor(const aplq::io::safetensors_file& f, const tensor_info& t) override {
+    const std::uint8_t* data = f.data(t);
+    aplq::io::npy_dtype d = aplq::io::npy_dtype::f32; // BF16 is widened to float32
+    if (t.type != dtype::bf16 && !aplq::io::npy_of(t.type, d))
       raise("tensor '" + t.name + "': dtype " + aplq::io::dtype_name(t.type) +
-            " has no NPZ equivalent here (use --format safetensors)");
-    }
+            " has no NPZ equivalent (use --format safetensors)");
     check(w_.begin_array(t.name, d, t.shape));
-    if (t.type != dtype::bf16) {
-      check(w_.append(data, static_cast<std::size_t>(t.bytes())));
-    } else { // widen in slices, never the whole tensor
-      std::vector<float> buf(1 << 16);
-      for (std::int64_t i = 0; i < t.elements(); i += static_cast<std::int64_t>(buf.size())) {
-        const std::int64_t n = std::min<std::int64_t>(t.elements() - i, buf.size());
-        aplq::io::to_float(dtype::bf16, data + 2 * i, n, buf.data());
-        check(w_.append(buf.data(), static_cast<std::size_t>(n) * 4));
+    const bool widen = t.type == dtype::bf16;
+    std::vector<float> buf(widen ? slice_bytes / 2 : 0);
+    std::vector<float> checked;
+    for (std::uint64_t at = 0; at < t.bytes(); at += slice_bytes) {
+      const std::uint64_t n = std::min(slice_bytes, t.bytes() - at);
+      check_finite(f, t, at, n, checked);
+      if (widen) { // exact: bf16 is the top half of a float32
+        aplq::io::to_float(dtype::bf16, data + at, static_cast<std::int64_t>(n / 2), buf.data());
+        check(w_.append(buf.data(), static_cast<std::size_t>(n * 2)));
+      } else {
+        check(w_.append(data + at, static_cast<std::size_t>(n)));
       }
+      f.release(t, at, n);
     }
     check(w_.end_array());
   }
-  void commit() override {
-    check(w_.commit());
-    struct stat st;
-    bytes_ = ::stat(w_path_.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
-  }
-  std::uint64_t bytes() const override { return bytes_; }
-  void set_path(const std::string& p) { w_path_ = p; }
+  void finish() override { check(w_.finish()); }
+  std::string readable_path() const override { return w_.readable_path(); }
+  void commit() override { check(w_.commit()); }
 
 private:
   void array(const std::string& key, aplq::io::npy_dtype d, std::vector<std::int64_t> shape,
@@ -387,8 +419,6 @@ private:
   aplq::io::npz_writer w_;
   std::map<std::string, aplq::storage_sizes> sizes_;
   aplq::io::npy_dtype scale_ = aplq::io::npy_dtype::f16;
-  std::string w_path_;
-  std::uint64_t bytes_ = 0;
 };
 
 // ---- one conversion: [2] quantize + [3] export, [4] manifest, [5] validate, [6] accuracy --------
@@ -407,6 +437,9 @@ struct conversion {
   double weight_err_mean = 0, weight_err_max = 0;
   double output_err_mean = 0, output_err_max = 0;
   std::string accuracy_line; // stage [6]'s verdict
+  // Until the end of the conversion, export and manifest are unnamed files read through these.
+  std::string export_readable;
+  std::string manifest_readable;
 };
 
 std::string join(const std::string& dir, const std::string& file) {
@@ -414,24 +447,10 @@ std::string join(const std::string& dir, const std::string& file) {
 }
 
 void make_dirs(const std::string& dir) {
-  std::string at;
-  for (std::size_t i = 0; i <= dir.size(); ++i) {
-    if (i == dir.size() || dir[i] == '/') {
-      if (!at.empty() && !is_directory(at) && ::mkdir(at.c_str(), 0755) != 0 && errno != EEXIST)
-        raise(dir + ": cannot create the output directory: " + std::strerror(errno));
-    }
-    if (i < dir.size())
-      at += dir[i];
-  }
-}
-
-// Writes JSON through a temporary file.
-void write_json(const std::string& path, const json& doc) {
-  aplq::io::output_file out;
-  check(out.open(path));
-  const std::string text = doc.dump(2) + "\n";
-  check(out.write(text.data(), text.size()));
-  check(out.commit());
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec)
+    raise(dir + ": cannot create the output directory: " + ec.message());
 }
 
 void validate_manifest(const conversion& c, const json& manifest);
@@ -452,9 +471,7 @@ conversion convert(const arguments& a, const located& m, const aplq::io::hf_mode
 
   std::unique_ptr<export_sink> sink;
   if (npz) {
-    auto s = std::make_unique<npz_sink>();
-    s->set_path(c.export_path);
-    sink = std::move(s);
+    sink = std::make_unique<npz_sink>();
   } else {
     sink = std::make_unique<safetensors_sink>();
   }
@@ -483,7 +500,7 @@ conversion convert(const arguments& a, const located& m, const aplq::io::hf_mode
       {"aplq.layout", "sequential"},
       {"aplq.source", m.source},
       {"aplq.quantizer", "rtn"},
-      {"aplq.quantized", described.dump()},
+      {"aplq.quantized", aplq::io::json_text(described)},
   };
   sink->open(c.export_path, meta);
 
@@ -500,16 +517,11 @@ conversion convert(const arguments& a, const located& m, const aplq::io::hf_mode
                   {"original_bytes", t.bytes()},
                   {"quantized", bool(quantize[i])}};
     if (quantize[i]) {
-      const index_t rows = t.shape[0], cols = t.shape[1];
-      const std::vector<float> w = read_float(file, t);
       quantized_tensor qt;
-      const aplq::status st = aplq::visit_format(c.format, [&](auto f) {
-        return quantize_tensor<decltype(f)>(w, rows, cols, a.threads,
-                                            a.seed + static_cast<unsigned>(i), qt);
+      aplq::visit_format(c.format, [&](auto f) {
+        quantize_tensor<decltype(f)>(file, t, a.threads, a.seed + static_cast<unsigned>(i), qt);
+        return aplq::status::ok;
       });
-      if (st != aplq::status::ok)
-        raise(file.path() + ": tensor '" + t.name +
-              "': quantization failed: " + aplq::status_string(st));
       sink->write_quantized(t.name, qt);
       const std::uint64_t out = qt.codes.size() + qt.scales.size() + qt.zeros.size();
       c.linear_original_bytes += t.bytes();
@@ -529,13 +541,12 @@ conversion convert(const arguments& a, const located& m, const aplq::io::hf_mode
                         {"total", out}};
       entry["error"] = {{"weight_rel_l2", qt.weight_rel_l2}, {"output_rel_l2", qt.output_rel_l2}};
       ++done;
-      char line[256];
-      std::snprintf(line, sizeof line, "    %4d/%-4d %-48s %11s  rel-L2 weight %.4f output %.4f\n",
-                    done, c.quantized, t.name.c_str(), shape_text(t.shape).c_str(),
-                    qt.weight_rel_l2, qt.output_rel_l2);
+      const std::string line =
+          text_of("    %4d/%-4d %-48s %11s  rel-L2 weight %.4f output %.4f\n", done, c.quantized,
+                  t.name.c_str(), shape_text(t.shape).c_str(), qt.weight_rel_l2, qt.output_rel_l2);
       std::cout << line << std::flush;
     } else {
-      sink->write_tensor(t, file.data(t));
+      sink->write_tensor(file, t);
       entry["bytes"] = {{"total", npz && t.type == dtype::bf16 ? 2 * t.bytes() : t.bytes()}};
     }
     file.release(t);
@@ -543,9 +554,10 @@ conversion convert(const arguments& a, const located& m, const aplq::io::hf_mode
   }
   c.weight_err_mean /= c.quantized;
   c.output_err_mean /= c.quantized;
-  sink->commit();
+  sink->finish(); // complete but unnamed until [5] and [6] have checked it
   c.export_bytes = sink->bytes();
-  std::cout << "[3] export     " << c.export_path << " (" << human_bytes(double(c.export_bytes))
+  c.export_readable = sink->readable_path();
+  std::cout << "[3] export     " << c.export_path << " (" << aplq::tools::human_size(c.export_bytes)
             << ", " << (npz ? "NPZ" : "safetensors") << ")\n";
 
   const aplq::io::model_config& cfg = model.config();
@@ -588,11 +600,19 @@ conversion convert(const arguments& a, const located& m, const aplq::io::hf_mode
                      {"output_rel_l2_mean", c.output_err_mean},
                      {"output_rel_l2_max", c.output_err_max}}},
                    {"tensors", tensors}};
-  write_json(c.manifest_path, manifest);
+  aplq::io::output_file manifest_file;
+  check(manifest_file.open(c.manifest_path));
+  const std::string text = aplq::io::json_text(manifest, 2) + "\n";
+  check(manifest_file.write(text.data(), text.size()));
+  check(manifest_file.finish());
+  c.manifest_readable = manifest_file.readable_path();
   std::cout << "[4] manifest   " << c.manifest_path << "\n";
 
   validate_manifest(c, manifest);
   c.accuracy_line = accuracy_check(a, model, c, manifest);
+  // Both checked: only now do they take their names (an older export is replaced only here).
+  sink->commit();
+  check(manifest_file.commit());
   return c;
 }
 
@@ -600,7 +620,7 @@ conversion convert(const arguments& a, const located& m, const aplq::io::hf_mode
 
 void validate_manifest(const conversion& c, const json& written) {
   std::string text;
-  check(aplq::io::read_text(c.manifest_path, text));
+  check(aplq::io::read_text(c.manifest_readable, text));
   const json manifest = json::parse(text, nullptr, false);
   if (manifest.is_discarded() || manifest != written)
     raise(c.manifest_path + ": the manifest read back differs from the one written");
@@ -608,7 +628,7 @@ void validate_manifest(const conversion& c, const json& written) {
   std::size_t checked = 0;
   if (manifest["export"]["format"] == "safetensors") {
     aplq::io::quantized_model loaded;
-    check(loaded.open(c.manifest_path));
+    check(loaded.open(c.export_readable));
     if (loaded.file().tensors().size() != static_cast<std::size_t>(2 * c.quantized + c.kept) +
                                               (c.format.zero_point ? c.quantized : 0))
       raise(c.export_path + ": holds " + std::to_string(loaded.file().tensors().size()) +
@@ -634,7 +654,7 @@ void validate_manifest(const conversion& c, const json& written) {
     }
   } else {
     aplq::io::npz_reader loaded;
-    check(loaded.open(c.export_path));
+    check(loaded.open(c.export_readable));
     auto has = [&](const std::string& key, std::vector<std::int64_t> shape, std::uint64_t bytes) {
       const aplq::io::npz_array* a = loaded.find(key);
       if (a == nullptr || a->shape != shape || a->bytes != bytes)
@@ -661,47 +681,12 @@ void validate_manifest(const conversion& c, const json& written) {
 
 // ---- [6] the export read back and run: kernel vs oracle, and vs the FP32 original ---------------
 
-// The quantized weights of the export as views: through the library's loader for safetensors,
-// from the arrays (64-byte aligned in the file) for NPZ.
-struct loaded_export {
-  aplq::io::quantized_model st;
-  aplq::io::npz_reader npz;
-  std::vector<std::pair<std::string, aplq::any_qmatrix_view>> weights;
-};
-
-void load_export(const conversion& c, const json& manifest, loaded_export& out) {
-  if (manifest["export"]["format"] == "safetensors") {
-    check(out.st.open(c.manifest_path));
-    for (const aplq::io::quantized_weight& w : out.st.weights())
-      out.weights.emplace_back(w.name, w.view);
-    return;
-  }
-  check(out.npz.open(c.export_path));
-  for (const json& e : manifest["tensors"]) {
-    if (!e["quantized"])
-      continue;
-    const std::string name = e["name"];
-    aplq::any_qmatrix_view v;
-    v.format = c.format;
-    v.rows = e["shape"][0];
-    v.cols = e["shape"][1];
-    v.codes = out.npz.find(name + ".codes")->data;
-    v.scales = out.npz.find(name + ".scales")->data;
-    v.zeros = c.format.zero_point ? out.npz.find(name + ".zeros")->data : nullptr;
-    const std::size_t align = c.format.scale == aplq::scale_kind::f16 ? 2 : 4;
-    for (const void* p : {v.scales, v.zeros})
-      if (reinterpret_cast<std::uintptr_t>(p) % align != 0)
-        raise(c.export_path + ": scales of '" + name + "' are not aligned in the archive");
-    out.weights.emplace_back(name, v);
-  }
-}
-
 std::string accuracy_check(const arguments& a, const aplq::io::hf_model& model, const conversion& c,
-                           const json& manifest) {
-  loaded_export loaded;
-  load_export(c, manifest, loaded);
+                           const json&) {
+  aplq::io::quantized_model loaded; // the library's loader, on the file as written
+  check(loaded.open(c.export_readable));
   std::vector<std::size_t> picked;
-  const std::size_t total = loaded.weights.size();
+  const std::size_t total = loaded.weights().size();
   const std::size_t want =
       a.check_layers <= 0 ? total : std::min<std::size_t>(a.check_layers, total);
   for (std::size_t i = 0; i < want; ++i)
@@ -721,25 +706,34 @@ std::string accuracy_check(const arguments& a, const aplq::io::hf_model& model, 
   std::normal_distribution<float> gauss;
   constexpr index_t n = 4; // activation rows: the GEMV path and a small GEMM
   double exact_worst = 0, int8_worst = 0, exact_tol = 0, int8_tol = 0, q_sum = 0, ratio_sum = 0;
+  index_t rows_checked = 0, rows_total = 0;
   int failed = 0;
   for (std::size_t i : picked) {
-    const auto& [name, view] = loaded.weights[i];
-    const aplq::io::hf_model::tensor_ref* src = nullptr;
-    for (const auto& t : model.tensors())
-      if (t.info->name == name)
-        src = &t;
+    const aplq::io::quantized_weight& w = loaded.weights()[i];
+    const std::string& name = w.name;
+    const aplq::any_qmatrix_view& view = w.view;
+    const aplq::io::hf_model::tensor_ref* src = model.find(name);
     if (src == nullptr)
       raise(c.export_path + ": quantized weight '" + name + "' is not in the source model");
-    const std::vector<float> original = read_float(*src->file, *src->info);
+    // The first rows of the layer, at most 16 Mi weights: the checks need the FP32 original in
+    // memory, and a window keeps that small for any model size.
+    aplq::any_qmatrix_view window = view;
+    window.rows =
+        std::min<index_t>(view.rows, std::max<index_t>(1, (index_t{1} << 24) / view.cols));
+    std::vector<float> original;
+    read_rows(*src->file, *src->info, 0, window.rows, original);
+    rows_checked += window.rows;
+    rows_total += view.rows;
     std::vector<float> x(static_cast<std::size_t>(n * view.cols));
     for (float& v : x)
       v = gauss(rng);
     aplq::validate::layer_result r;
-    const aplq::status st = aplq::validate::validate_quantized(name, view, original.data(),
+    const aplq::status st = aplq::validate::validate_quantized(name, window, original.data(),
                                                                x.data(), n, kernels, r, settings);
     if (st != aplq::status::ok)
       raise(c.export_path + ": tensor '" + name +
             "': validation failed: " + aplq::status_string(st));
+    loaded.release(w);
     src->file->release(*src->info);
     for (const aplq::validate::kernel_check& k : r.kernels) {
       const bool exact = k.policy == aplq::compute::exact;
@@ -755,14 +749,14 @@ std::string accuracy_check(const arguments& a, const aplq::io::hf_model& model, 
     q_sum += r.quantization.error;
     ratio_sum += r.quantization.error / aplq::validate::quantization_model(view.format, view.cols);
   }
-  char line[512];
-  std::snprintf(line, sizeof line,
-                "accuracy %s: %zu of %zu layers through %s; kernel vs oracle rel-L2 exact %.2e "
-                "(tol %.0e), int8 %.2e (tol %.1e); output vs FP32 rel-L2 mean %.4f (%.2fx the "
-                "Gaussian-weight model)",
-                failed ? "FAIL" : "pass", picked.size(), total, kernels[0].name.c_str(),
-                exact_worst, exact_tol, int8_worst, int8_tol, q_sum / double(picked.size()),
-                ratio_sum / double(picked.size()));
+  const std::string line =
+      text_of("accuracy %s: %zu of %zu layers (%.0f%% of their rows) through %s; kernel vs "
+              "oracle rel-L2 exact %.2e (tol %.0e), int8 %.2e (tol %.1e); output vs FP32 "
+              "rel-L2 mean %.4f (%.2fx the Gaussian-weight model)",
+              failed ? "FAIL" : "pass", picked.size(), total,
+              100.0 * double(rows_checked) / double(std::max<index_t>(1, rows_total)),
+              kernels[0].name.c_str(), exact_worst, exact_tol, int8_worst, int8_tol,
+              q_sum / double(picked.size()), ratio_sum / double(picked.size()));
   std::cout << "[6] " << line << "\n";
   if (failed)
     raise(std::to_string(failed) + " kernel checks failed on " + c.export_path);
@@ -779,17 +773,16 @@ void print_summary(const located& m, const aplq::io::hf_model& model,
             << (cfg.architecture.empty() ? "?" : cfg.architecture) << "\n";
   std::cout << "  context length  " << cfg.context_length << "\n";
   for (const conversion& c : done) {
-    char line[512];
-    std::snprintf(
-        line, sizeof line,
+    const std::string line = text_of(
         "  q%d  %-22s manifest %s\n"
         "      size %s -> %s (linear weights %s -> %s, %.2fx smaller)\n"
         "      rel-L2 error: weights mean %.4f max %.4f; outputs mean %.4f max %.4f\n"
         "      %s\n",
         c.bits, aplq::name_of(c.format).c_str(), c.manifest_path.c_str(),
-        human_bytes(double(c.original_bytes)).c_str(), human_bytes(double(c.export_bytes)).c_str(),
-        human_bytes(double(c.linear_original_bytes)).c_str(),
-        human_bytes(double(c.linear_export_bytes)).c_str(),
+        aplq::tools::human_size(c.original_bytes).c_str(),
+        aplq::tools::human_size(c.export_bytes).c_str(),
+        aplq::tools::human_size(c.linear_original_bytes).c_str(),
+        aplq::tools::human_size(c.linear_export_bytes).c_str(),
         double(c.linear_original_bytes) / double(std::max<std::uint64_t>(1, c.linear_export_bytes)),
         c.weight_err_mean, c.weight_err_max, c.output_err_mean, c.output_err_max,
         c.accuracy_line.c_str());
@@ -797,8 +790,9 @@ void print_summary(const located& m, const aplq::io::hf_model& model,
   }
   struct rusage ru;
   if (::getrusage(RUSAGE_SELF, &ru) == 0)
-    std::cout << "  peak resident memory " << human_bytes(double(ru.ru_maxrss) * 1024.0)
-              << " (model " << human_bytes(double(model.bytes())) << ")\n";
+    std::cout << "  peak resident memory "
+              << aplq::tools::human_size(static_cast<std::uint64_t>(ru.ru_maxrss) * 1024)
+              << " (model " << aplq::tools::human_size(model.bytes()) << ")\n";
 }
 
 void convert_model(const arguments& a, const std::string& model_arg) {
@@ -807,24 +801,11 @@ void convert_model(const arguments& a, const std::string& model_arg) {
   check(model.open(m.dir));
   std::cout << "             " << model.dir() << ": " << model.tensors().size() << " tensors in "
             << model.shard_count() << " file" << (model.shard_count() == 1 ? "" : "s") << ", "
-            << human_bytes(double(model.bytes())) << "\n";
+            << aplq::tools::human_size(model.bytes()) << "\n";
   make_dirs(a.output_dir);
   std::vector<conversion> done;
-  for (int bits : a.bits) {
-    conversion c;
-    try {
-      done.push_back(convert(a, m, model, bits));
-    } catch (...) {
-      // Stages [5] and [6] run after the export and the manifest were renamed into place: a
-      // conversion that fails them takes its outputs away again.
-      const std::string q = "_q" + std::to_string(bits);
-      for (const std::string& f : {join(a.output_dir, m.name + q + ".safetensors"),
-                                   join(a.output_dir, m.name + "_quantized" + q + ".npz"),
-                                   join(a.output_dir, m.name + "_manifest" + q + ".json")})
-        std::remove(f.c_str());
-      throw;
-    }
-  }
+  for (int bits : a.bits) // a conversion that fails leaves nothing: its files were never named
+    done.push_back(convert(a, m, model, bits));
   print_summary(m, model, done);
 }
 
@@ -834,9 +815,8 @@ void list_models() {
   for (const aplq::tools::catalog_entry& e : aplq::tools::model_catalog) {
     const bool cached =
         is_directory((aplq::tools::repo_cache_dir(opt.cache, e.repo) / "snapshots").string());
-    char line[256];
-    std::snprintf(line, sizeof line, "  %-20s %-38s %-10s %s\n", e.alias, e.repo,
-                  cached ? "cached" : "-", e.note);
+    const std::string line =
+        text_of("  %-20s %-38s %-10s %s\n", e.alias, e.repo, cached ? "cached" : "-", e.note);
     std::cout << line;
   }
   std::cout << "Any other repository id (org/name) or local model directory works too.\n"
@@ -860,7 +840,8 @@ int main(int argc, char** argv) {
   app.add_option("--output-dir,-o", a.output_dir, "where the export and manifest go");
   app.add_option("--format", a.format, "export format: safetensors or npz")
       ->check(CLI::IsMember({"safetensors", "npz"}));
-  app.add_option("--keep", a.keep, "glob of weights to keep unquantized (repeatable)")->take_all();
+  app.add_option("--keep", a.keep, "glob of weights to keep unquantized (repeatable)")
+      ->allow_extra_args(false);
   app.add_option("--name", a.name, "output file stem (default: the alias or model name)");
   app.add_option("--threads", a.threads, "quantization threads, 0 for all cores")
       ->check(CLI::Range(0, 1024));

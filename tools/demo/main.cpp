@@ -8,6 +8,7 @@
 //   aplq-demo [--rows N] [--cols N] [--threads N] [--seed N]
 #include <aplq/dispatch.hpp>
 #include <aplq/matmul.hpp>
+#include <aplq/validate.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -81,18 +82,6 @@ arguments parse(int argc, char** argv) {
   return a;
 }
 
-// ||a - b|| / ||b|| in double.
-template <class A>
-double rel_l2(const std::vector<A>& a, const std::vector<double>& b) {
-  double err = 0.0, norm = 0.0;
-  for (std::size_t i = 0; i < b.size(); ++i) {
-    const double d = static_cast<double>(a[i]) - b[i];
-    err += d * d;
-    norm += b[i] * b[i];
-  }
-  return norm > 0.0 ? std::sqrt(err / norm) : std::sqrt(err);
-}
-
 void check(aplq::status s, const char* what) {
   if (s != aplq::status::ok)
     throw std::runtime_error(std::string(what) + ": " + aplq::status_string(s));
@@ -123,7 +112,7 @@ policy_result run_policy(const problem& p, const aplq::qmatrix<Format>& q,
   check(aplq::dispatch::gemv(w, p.x.data(), y.data(), opt), "gemv");
 
   policy_result r;
-  r.kernel_err = rel_l2(y, y_ref);
+  r.kernel_err = aplq::validate::rel_l2(y, y_ref);
 
   // At least 5 timed runs and about 0.2 s of them, at most 1000.
   using clock = std::chrono::steady_clock;
@@ -149,7 +138,7 @@ bool run_format(const problem& p) {
 
   std::vector<double> y_ref(static_cast<std::size_t>(a.rows)); // [rows], W_q x in double
   check(aplq::ref::gemv(q.view(), p.x.data(), y_ref.data()), "ref::gemv");
-  const double quant_err = rel_l2(y_ref, p.y_fp);
+  const double quant_err = aplq::validate::rel_l2(y_ref, p.y_fp);
 
   const policy_result exact = run_policy(p, q, y_ref, aplq::compute::exact);
   const policy_result int8 = run_policy(p, q, y_ref, aplq::compute::int8);

@@ -94,7 +94,18 @@ public:
     const tensor_info* info;
   };
 
+  // Opens `dir`; on error the model is left empty.
   error open(const std::string& dir) {
+    error e = open_checked(dir);
+    if (e) {
+      tensors_.clear();
+      shards_.clear();
+    }
+    return e;
+  }
+
+private:
+  error open_checked(const std::string& dir) {
     shards_.clear();
     tensors_.clear();
     dir_ = dir;
@@ -164,8 +175,16 @@ public:
     return {};
   }
 
+public:
   const std::string& dir() const noexcept { return dir_; }
   const model_config& config() const noexcept { return config_; }
+  // The tensor called `name`, or nullptr.
+  const tensor_ref* find(const std::string& name) const noexcept {
+    for (const tensor_ref& t : tensors_)
+      if (t.info->name == name)
+        return &t;
+    return nullptr;
+  }
   // Every tensor, shard by shard in file order.
   const std::vector<tensor_ref>& tensors() const noexcept { return tensors_; }
   std::size_t shard_count() const noexcept { return shards_.size(); }

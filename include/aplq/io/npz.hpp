@@ -503,12 +503,14 @@ public:
 
   // Writes the central directory (and the ZIP64 end records where needed) and renames the
   // archive onto its final name. The writer is closed afterwards.
-  error commit() {
+  // Writes the central directory and flushes the archive, still unnamed: readable_path() opens
+  // it for a check before commit().
+  error finish() {
     if (state_ == state::in_array)
       return failed(
-          misuse("commit while array " + npz_detail::quote(current_.key) + " is still open"));
+          misuse("finish while array " + npz_detail::quote(current_.key) + " is still open"));
     if (state_ != state::ready)
-      return unusable("commit");
+      return unusable("finish");
     using namespace npz_detail;
     const std::uint64_t cd_offset = file_.size();
     std::string tail;
@@ -579,6 +581,19 @@ public:
     put16(tail, 0); // comment
     if (error e = file_.write(tail.data(), tail.size()))
       return failed(std::move(e));
+    if (error e = file_.finish())
+      return failed(std::move(e));
+    state_ = state::finished;
+    return {};
+  }
+
+  std::string readable_path() const { return file_.readable_path(); }
+
+  // Finishes the archive if needed and puts it under its final name.
+  error commit() {
+    if (state_ != state::finished)
+      if (error e = finish())
+        return e;
     if (error e = file_.commit())
       return failed(std::move(e));
     reset();
@@ -594,7 +609,7 @@ public:
   bool is_open() const noexcept { return state_ == state::ready || state_ == state::in_array; }
 
 private:
-  enum class state { closed, ready, in_array, failed };
+  enum class state { closed, ready, in_array, finished, failed };
 
   struct member {
     std::string key, name;
@@ -814,8 +829,12 @@ private:
         return bad_member(name, "local header names another member");
       if (error e = check_local(name, l, usize, get32(c + 16)))
         return e;
-      if (check_crc && crc32_of(0, base + data_at, usize) != get32(c + 16))
-        return bad_member(name, "CRC-32 mismatch: the data is corrupt");
+      if (check_crc) {
+        const bool intact = crc32_of(0, base + data_at, usize) == get32(c + 16);
+        map_.release(data_at, usize); // checked: no need to keep the pages resident
+        if (!intact)
+          return bad_member(name, "CRC-32 mismatch: the data is corrupt");
+      }
       npz_array a;
       if (name.size() < 4 || name.compare(name.size() - 4, 4, ".npy") != 0)
         return bad_member(name, "is not a .npy array");

@@ -10,13 +10,18 @@
 // and __metadata__ says which: "aplq.format" = "aplq-export", "aplq.version" = "1",
 // "aplq.layout" = "sequential", and "aplq.quantized" = a JSON object
 // {"<name>": {"bits": 4, "group": 128, "zero_point": false, "scale": "f16", "shape": [r, c]}}.
-// Every other tensor (embeddings, norms, biases) is stored as it came. The manifest written next
-// to the export (<model>_manifest_q<bits>.json) names the file in "export"/"file"; the loader
-// accepts either path. Loading maps the file and checks every quantized weight (dtypes, shapes,
-// byte counts, finite scales) before handing out views the kernels take.
+// Every other tensor (embeddings, norms, biases) is stored as it came. The NPZ export holds the
+// same arrays under the same names (BF16 widened to float32) and the metadata as the UTF-8 JSON
+// bytes of a uint8 array "__metadata__". The manifest written next to the export
+// (<model>_manifest_q<bits>.json) names the file in "export"/"file"; the loader accepts the
+// manifest or either export, telling the formats apart by their first bytes. Loading maps the file
+// and checks every quantized weight (dtypes, shapes, byte counts, finite scales) before handing out
+// views the kernels take.
 #pragma once
 
 #include <cmath>
+#include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,6 +30,7 @@
 #include "../visit.hpp"
 #include "error.hpp"
 #include "hf_model.hpp"
+#include "npz.hpp"
 #include "safetensors.hpp"
 
 namespace aplq {
@@ -38,6 +44,29 @@ inline const char* scale_name(scale_kind s) noexcept {
 }
 inline dtype scale_dtype(scale_kind s) noexcept {
   return s == scale_kind::f16 ? dtype::f16 : dtype::f32;
+}
+
+// The safetensors dtype of an NPY dtype, and back (false: no NPY equivalent, BF16 among them).
+inline dtype dtype_of(npy_dtype t) noexcept {
+  switch (t) {
+  case npy_dtype::u8: return dtype::u8;
+  case npy_dtype::u16: return dtype::u16;
+  case npy_dtype::i8: return dtype::i8;
+  case npy_dtype::i32: return dtype::i32;
+  case npy_dtype::f16: return dtype::f16;
+  case npy_dtype::f32: return dtype::f32;
+  case npy_dtype::f64: return dtype::f64;
+  }
+  return dtype::u8; // unreachable
+}
+inline bool npy_of(dtype t, npy_dtype& out) noexcept {
+  for (npy_dtype n : {npy_dtype::u8, npy_dtype::u16, npy_dtype::i8, npy_dtype::i32, npy_dtype::f16,
+                      npy_dtype::f32, npy_dtype::f64})
+    if (dtype_of(n) == t) {
+      out = n;
+      return true;
+    }
+  return false;
 }
 
 // The per-weight entry of "aplq.quantized".
@@ -97,24 +126,43 @@ public:
                                           " is not a file next to the manifest");
       const std::size_t slash = path.find_last_of('/');
       file = (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) + rel;
-      const auto fmt = manifest_["export"].find("format");
-      if (fmt != manifest_["export"].end() && *fmt != "safetensors")
-        return fail(status::unsupported_format,
-                    path + ": export format " + fmt->dump() +
-                        " cannot be loaded back (the loader reads safetensors exports)");
     }
-    if (error e = file_.open(file))
+    path_ = file;
+    mapped_file head;
+    if (error e = head.open(file))
       return e;
+    npz_ = head.size() >= 4 && std::memcmp(head.data(), "PK\x03\x04", 4) == 0;
+    head.close();
+    if (npz_) {
+      if (error e = zip_.open(file))
+        return e;
+      if (error e = npz_metadata())
+        return e;
+    } else {
+      if (error e = file_.open(file))
+        return e;
+      meta_ = file_.metadata();
+    }
     return parse_metadata();
   }
 
+  // True when the export is an NPZ archive (file() is then empty, npz() holds the arrays).
+  bool is_npz() const noexcept { return npz_; }
   const safetensors_file& file() const noexcept { return file_; }
+  const npz_reader& npz() const noexcept { return zip_; }
   const std::vector<quantized_weight>& weights() const noexcept { return weights_; }
   const quantized_weight* find(const std::string& name) const noexcept {
     for (const quantized_weight& w : weights_)
       if (w.name == name)
         return &w;
     return nullptr;
+  }
+  // Lets the mapped pages of a weight leave the resident set once a caller is done with it.
+  void release(const quantized_weight& w) const noexcept {
+    if (!npz_)
+      for (const char* suffix : {".codes", ".scales", ".zeros"})
+        if (const tensor_info* t = file_.find(w.name + suffix))
+          file_.release(*t);
   }
   // The manifest when open() was given one (null JSON otherwise).
   const nlohmann::json& manifest() const noexcept { return manifest_; }
@@ -130,12 +178,10 @@ public:
   }
 
 private:
-  error bad(const std::string& what) const {
-    return fail(status::bad_file, file_.path() + ": " + what);
-  }
+  error bad(const std::string& what) const { return fail(status::bad_file, path_ + ": " + what); }
 
   error parse_metadata() {
-    const auto& meta = file_.metadata();
+    const auto& meta = meta_;
     const auto fmt = meta.find("aplq.format");
     if (fmt == meta.end() || fmt->second != export_format_name)
       return bad("not an aplq export (no aplq.format metadata)");
@@ -197,24 +243,22 @@ private:
     if (storage_of(f, w.view.rows, w.view.cols, w.sizes) != status::ok)
       return bad(who + "shape " + sh->dump() + " is not a valid matrix shape");
 
-    auto part = [&](const char* suffix, dtype type, index_t cols,
-                    const tensor_info*& out) -> error {
-      out = file_.find(name + suffix);
-      if (out == nullptr)
+    auto part = [&](const char* suffix, dtype type, index_t cols, array& out) -> error {
+      if (!find_array(name + suffix, out))
         return bad(who + "tensor " + detail::quoted(name + suffix) + " is missing");
-      if (out->type != type || out->shape.size() != 2 || out->shape[0] != w.view.rows ||
-          out->shape[1] != cols)
-        return bad("tensor " + detail::quoted(name + suffix) + " is " + dtype_name(out->type) +
-                   " " + nlohmann::json(out->shape).dump() + ", expected " + dtype_name(type) +
-                   " [" + std::to_string(w.view.rows) + ", " + std::to_string(cols) + "]");
-      if (type != dtype::u8 && reinterpret_cast<std::uintptr_t>(file_.data(*out)) %
-                                       static_cast<std::uintptr_t>(dtype_size(type)) !=
-                                   0)
+      if (out.type != type || out.shape.size() != 2 || out.shape[0] != w.view.rows ||
+          out.shape[1] != cols)
+        return bad("tensor " + detail::quoted(name + suffix) + " is " + dtype_name(out.type) + " " +
+                   nlohmann::json(out.shape).dump() + ", expected " + dtype_name(type) + " [" +
+                   std::to_string(w.view.rows) + ", " + std::to_string(cols) + "]");
+      if (reinterpret_cast<std::uintptr_t>(out.data) %
+              static_cast<std::uintptr_t>(dtype_size(type)) !=
+          0)
         return bad("tensor " + detail::quoted(name + suffix) +
                    " is not aligned to its element size (the file was not written by aplq)");
       return {};
     };
-    const tensor_info *codes = nullptr, *scales = nullptr, *zeros = nullptr;
+    array codes, scales, zeros;
     if (error e = part(".codes", dtype::u8, w.sizes.row_bytes, codes))
       return e;
     if (error e = part(".scales", scale_dtype(f.scale), w.sizes.groups, scales))
@@ -222,25 +266,75 @@ private:
     if (f.zero_point)
       if (error e = part(".zeros", scale_dtype(f.scale), w.sizes.groups, zeros))
         return e;
-    for (const tensor_info* t : {scales, zeros}) {
-      if (t == nullptr)
+    for (const array* t : {&scales, &zeros}) {
+      if (t->data == nullptr)
         continue;
-      std::vector<float> v(static_cast<std::size_t>(t->elements()));
-      to_float(t->type, file_.data(*t), t->elements(), v.data());
+      std::vector<float> v(static_cast<std::size_t>(t->shape[0] * t->shape[1]));
+      to_float(t->type, t->data, static_cast<std::int64_t>(v.size()), v.data());
       for (std::size_t i = 0; i < v.size(); ++i)
         if (!std::isfinite(v[i]))
           return bad("tensor " + detail::quoted(t->name) + " holds a non-finite value at [" +
                      std::to_string(i / static_cast<std::size_t>(w.sizes.groups)) + ", " +
                      std::to_string(i % static_cast<std::size_t>(w.sizes.groups)) + "]");
     }
-    w.view.codes = file_.data(*codes);
-    w.view.scales = file_.data(*scales);
-    w.view.zeros = zeros != nullptr ? file_.data(*zeros) : nullptr;
+    w.view.codes = codes.data;
+    w.view.scales = scales.data;
+    w.view.zeros = zeros.data;
     weights_.push_back(std::move(w));
     return {};
   }
 
+  // A tensor of either container.
+  struct array {
+    std::string name;
+    dtype type = dtype::u8;
+    std::vector<std::int64_t> shape;
+    const std::uint8_t* data = nullptr;
+  };
+
+  bool find_array(const std::string& name, array& out) const {
+    out.name = name;
+    if (!npz_) {
+      const tensor_info* t = file_.find(name);
+      if (t == nullptr)
+        return false;
+      out.type = t->type;
+      out.shape = t->shape;
+      out.data = file_.data(*t);
+      return true;
+    }
+    const npz_array* a = zip_.find(name);
+    if (a == nullptr)
+      return false;
+    out.type = dtype_of(a->type);
+    out.shape = a->shape;
+    out.data = a->data;
+    return true;
+  }
+
+  // The NPZ export's metadata: a uint8 array "__metadata__" holding a JSON object of strings.
+  error npz_metadata() {
+    meta_.clear();
+    const npz_array* a = zip_.find("__metadata__");
+    if (a == nullptr || a->type != npy_dtype::u8 || a->shape.size() != 1)
+      return bad("not an aplq export (no __metadata__ uint8 array)");
+    const auto* text = reinterpret_cast<const char*>(a->data);
+    const nlohmann::json m = nlohmann::json::parse(text, text + a->bytes, nullptr, false);
+    if (!m.is_object())
+      return bad("__metadata__ is not a JSON object");
+    for (auto it = m.begin(); it != m.end(); ++it) {
+      if (!it->is_string())
+        return bad("__metadata__ value " + detail::quoted(it.key()) + " is not a string");
+      meta_[it.key()] = it->get<std::string>();
+    }
+    return {};
+  }
+
+  std::string path_;
+  bool npz_ = false;
   safetensors_file file_;
+  npz_reader zip_;
+  std::map<std::string, std::string> meta_;
   std::vector<quantized_weight> weights_;
   nlohmann::json manifest_;
 };

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -121,6 +122,12 @@ inline void to_float(dtype t, const void* src, std::int64_t n, float* dst) noexc
     break;
   default: break; // callers check is_float first
   }
+}
+
+// JSON text of j that never throws: invalid UTF-8 in a string (a file name, say) becomes U+FFFD.
+template <class Json>
+std::string json_text(const Json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, Json::error_handler_t::replace);
 }
 
 namespace detail {
@@ -256,8 +263,10 @@ public:
     return {};
   }
   // Lets the pages of a tensor leave this process's resident set once it has been consumed.
-  void release(const tensor_info& t) const noexcept {
-    map_.release(data_offset_ + t.begin, t.bytes());
+  void release(const tensor_info& t) const noexcept { release(t, 0, t.bytes()); }
+  // The same for bytes [offset, offset + n) of a tensor.
+  void release(const tensor_info& t, std::uint64_t offset, std::uint64_t n) const noexcept {
+    map_.release(data_offset_ + t.begin + offset, n);
   }
 
 private:
@@ -284,6 +293,8 @@ private:
       if (!dim.is_number_unsigned())
         return bad(who + ": shape " + s->dump() + " has a dimension that is not a count");
       const std::uint64_t k = dim.get<std::uint64_t>();
+      if (k > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+        return bad(who + ": shape " + s->dump() + " has a dimension beyond 2^63");
       if (k != 0 && elements > data_size / k + 1)
         return bad(who + ": shape " + s->dump() + " is larger than the file");
       elements *= k;
@@ -367,7 +378,7 @@ public:
       header[t.name] = {
           {"dtype", dtype_name(t.type)}, {"shape", t.shape}, {"data_offsets", {t.begin, t.end}}};
     }
-    std::string text = header.dump();
+    std::string text = json_text(header);
     text.append((8 - text.size() % 8) % 8, ' ');
     if (error e = out_.open(path))
       return e;
@@ -406,16 +417,24 @@ public:
     return {};
   }
 
-  // Checks every tensor was written in full and renames the file onto its final name.
-  error commit() {
+  // Checks every tensor was written in full and flushes the file, still unnamed: readable_path()
+  // opens it for a check before commit().
+  error finish() {
     if (!opened_)
-      return fail(status::invalid_argument, "safetensors: commit before open");
+      return fail(status::invalid_argument, "safetensors: finish before open");
     for (std::size_t i = 0; i < plan_.size(); ++i)
       if (written_[i] != plan_[i].bytes())
         return fail(status::internal_error, out_.path() + ": tensor " +
                                                 detail::quoted(plan_[i].name) + " written " +
                                                 std::to_string(written_[i]) + " of " +
                                                 std::to_string(plan_[i].bytes()) + " bytes");
+    return out_.finish();
+  }
+  std::string readable_path() const { return out_.readable_path(); }
+  // Finishes the file and puts it under its final name.
+  error commit() {
+    if (error e = finish())
+      return e;
     opened_ = false;
     return out_.commit();
   }
