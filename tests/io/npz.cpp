@@ -315,7 +315,7 @@ TEST_CASE("io/npz: calls on a closed writer fail; an uncommitted writer leaves n
     REQUIRE(w.begin_array("a", npy_dtype::u8, {4}).ok());
     REQUIRE(w.append(bytes, 4).ok());
     CHECK(dir.entries().size() <= 1); // unnamed (O_TMPFILE) or a hidden temporary
-  } // destroyed mid-array
+  }                                   // destroyed mid-array
   CHECK(dir.entries().empty());
   {
     npz_writer w;
