@@ -375,6 +375,7 @@ validate::report run_manifest(const arguments& a, const std::vector<validate::ke
                                          x.data(), a.rows, kernels, r, settings),
             "layer " + w.name);
     report.layers.push_back(std::move(r));
+    model.release(w); // keep the resident set near one layer, whatever the model's size
 
     if (!a.activations.empty()) {
       index_t n = 0;
