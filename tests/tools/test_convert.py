@@ -321,21 +321,33 @@ def test_list_models(tmp_path):
 
 # ---- a repository id and a catalog alias, downloaded from fake_hub.py on 127.0.0.1 -------------
 
+class FakeHub:
+    """fake_hub.py on 127.0.0.1 serving the tiny model under each repository id given."""
+
+    def __init__(self, tmp_path, repos):
+        import sys
+        root = tmp_path / "hub"
+        for repo in repos:
+            tm.make_tiny_llama(str(root / repo))
+        config = tmp_path / "hub.json"
+        config.write_text(json.dumps({"root": str(root), "log": str(tmp_path / "requests.jsonl"),
+                                      "repos": repos}))
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(os.path.dirname(__file__), "fake_hub.py"), str(config)],
+            stdout=subprocess.PIPE, text=True)
+        self.endpoint = f"http://127.0.0.1:{int(self.proc.stdout.readline())}"
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
 def test_alias_downloads_through_the_hub_then_converts_offline(tmp_path):
-    import sys
-    root = tmp_path / "hub"
-    # The catalog's tinyllama names this repository: serve the tiny model under its id.
-    tm.make_tiny_llama(str(root / "TinyLlama" / "TinyLlama-1.1B-Chat-v1.0"))
-    config = tmp_path / "hub.json"
-    config.write_text(json.dumps({
-        "root": str(root), "log": str(tmp_path / "requests.jsonl"),
-        "repos": {"TinyLlama/TinyLlama-1.1B-Chat-v1.0": {"commit": "ab" * 20}}}))
-    hub = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "fake_hub.py"),
-                            str(config)], stdout=subprocess.PIPE, text=True)
+    # The catalog's tinyllama names this repository: the tiny model stands in for it.
+    hub = FakeHub(tmp_path, {"TinyLlama/TinyLlama-1.1B-Chat-v1.0": {"commit": "ab" * 20}})
+    env = clean_env(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf"))
+    out = tmp_path / "out"
     try:
-        port = int(hub.stdout.readline())
-        env = clean_env(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"))
-        out = tmp_path / "out"
         r = run("tinyllama", "--output-dir", out, env=env)
         assert r.returncode == 0, r.stderr
         assert "TinyLlama/TinyLlama-1.1B-Chat-v1.0 (tinyllama)" in r.stdout
@@ -346,8 +358,7 @@ def test_alias_downloads_through_the_hub_then_converts_offline(tmp_path):
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stdout + r.stderr
     finally:
-        hub.kill()
-        hub.wait()
+        hub.close()
     # The hub is gone: the cache alone serves the next conversion.
     r = run("TinyLlama/TinyLlama-1.1B-Chat-v1.0", "--bits", "8", "--output-dir", out,
             env=dict(env, HF_HUB_OFFLINE="1"))
@@ -356,6 +367,34 @@ def test_alias_downloads_through_the_hub_then_converts_offline(tmp_path):
     r = run("--list-models", env=env)
     assert any(line.split()[:1] == ["tinyllama"] and "cached" in line.split()
                for line in r.stdout.splitlines()), r.stdout
+
+
+def test_convert_all_needs_a_token_for_the_gated_models(tmp_path):
+    token = "hf_gated_test_token"
+    repos = {"TinyLlama/TinyLlama-1.1B-Chat-v1.0": {"commit": "a1" * 20},
+             "mistralai/Mistral-7B-v0.1": {"commit": "b2" * 20},
+             "mistralai/Mistral-7B-Instruct-v0.2": {"commit": "c3" * 20},
+             "google/gemma-2b": {"commit": "d4" * 20, "token": token},
+             "meta-llama/Llama-2-7b-hf": {"commit": "e5" * 20, "token": token}}
+    hub = FakeHub(tmp_path, repos)
+    env = clean_env(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf"))
+    out = tmp_path / "out"
+    try:
+        r = run("--convert-all", "--output-dir", out, env=env)
+        assert r.returncode == 1
+        errors = r.stderr.strip().splitlines()
+        assert len(errors) == 3, r.stderr  # one per gated model, then the count
+        for alias, line in zip(("gemma-2b", "llama2-7b"), errors):
+            assert line.startswith(f"aplq-convert: error: {alias}: ") and "HF_TOKEN" in line, line
+        assert "2 of 5 catalog models failed" in errors[2]
+        done = sorted(f for f in os.listdir(out) if f.endswith(".safetensors"))
+        assert done == ["mistral-7b-instruct_q4.safetensors", "mistral-7b_q4.safetensors",
+                        "tinyllama_q4.safetensors"]
+        r = run("--convert-all", "--output-dir", out, env=dict(env, HF_TOKEN=token))
+        assert r.returncode == 0, r.stderr
+        assert len([f for f in os.listdir(out) if f.endswith(".safetensors")]) == 5
+    finally:
+        hub.close()
 
 
 # ---- aplq-accuracy --manifest on the conversions above -----------------------------------------
