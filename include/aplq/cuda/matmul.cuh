@@ -1,0 +1,6 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CUDA umbrella header: every aplq kernel for NVIDIA GPUs (include with nvcc). The CPU
+// umbrella is <aplq/matmul.hpp>; the two never include each other.
+#pragma once
+
+#include "gemv.cuh"
