@@ -9,6 +9,8 @@
 #include <aplq/cuda/matmul.cuh>
 #include <aplq/quantize.hpp>
 
+#include "gemv_oracle.hpp"
+
 #include <doctest/doctest.h>
 
 #include <thrust/copy.h>
@@ -39,14 +41,6 @@ std::uint64_t base_seed() {
 }
 
 std::string seed_note() { return "APLQ_TEST_SEED=" + std::to_string(base_seed()); }
-
-std::vector<float> normal(std::mt19937_64& gen, index_t n, float mean) {
-  std::normal_distribution<float> d(mean, 1.0f);
-  std::vector<float> v(static_cast<std::size_t>(n));
-  for (auto& e : v)
-    e = d(gen);
-  return v;
-}
 
 // A host array copied to the device (as bytes, so f16 scales need no device-side type), at
 // `offset` bytes past a 256-byte aligned allocation.
@@ -80,18 +74,6 @@ constexpr shape shapes[] = {{1, 1}, {3, 37}, {67, 300}, {129, 4100}, {16, 65536}
 constexpr index_t batches[] = {1, 3, 8};
 constexpr index_t guard = 64; // floats past the outputs that must stay untouched
 
-// The forward error bound of the kernel's f32 summation for output (i, r):
-//   depth * 2^-24 * sum_j |w_j x_ij| (first order), with depth =
-//     2                       w = a * (u - c): two roundings
-//   + 16 * per_byte           the FMAs of one 16-byte chunk's partial sum
-//   + ceil(chunks / 32) + 2   a lane's partial sums (its chunks, one head and one tail byte)
-//   + 5                       the warp reduction.
-template <class F>
-double summation_depth(index_t cols) {
-  const double chunks = static_cast<double>(F::row_bytes(cols) / 16 + 1);
-  return 2.0 + 16.0 * F::per_byte + std::ceil(chunks / 32.0) + 2.0 + 5.0;
-}
-
 template <class F>
 std::string where(const shape& sh, index_t n, std::size_t offset, bool typed) {
   return std::string("cuda/gemv/") + name_of<F>().c_str() + (typed ? "/typed" : "/any") +
@@ -104,33 +86,11 @@ void check_format(const shape& sh, std::uint64_t salt, cudaStream_t stream) {
   using scale_type = typename F::scale_type;
   constexpr index_t max_n = aplq::cuda::gemv_max_n;
   std::mt19937_64 gen(base_seed() ^ (salt * 0x9e3779b97f4a7c15ull));
-  // Zero-point formats see skewed weights, as real ones are; activations have a mean too.
-  const std::vector<float> w = normal(gen, sh.m * sh.k, F::zero_point ? 0.4f : 0.0f);
-  const std::vector<float> x = normal(gen, max_n * sh.k, 0.2f); // [8][K]
-  qmatrix<F> q;
-  REQUIRE(quantize<F>(w.data(), sh.m, sh.k, q) == status::ok);
-  const qmatrix_view<F> host = q.view();
+  cuda_check::gemv_case<F> c;
+  REQUIRE(cuda_check::make_case<F>(sh.m, sh.k, gen, c) == status::ok);
+  const qmatrix<F>& q = c.q;
 
-  // The oracle for all eight activation rows (a batch of n uses the first n), and the bound.
-  std::vector<double> expect(static_cast<std::size_t>(max_n * sh.m)); // [8][M]
-  REQUIRE(ref::gemm(host, x.data(), max_n, expect.data()) == status::ok);
-  std::vector<double> bound(expect.size());
-  {
-    std::vector<double> wd(static_cast<std::size_t>(sh.k));
-    const double scale = summation_depth<F>(sh.k) * std::ldexp(1.0, -24);
-    for (index_t r = 0; r < sh.m; ++r) {
-      for (index_t j = 0; j < sh.k; ++j)
-        wd[j] = std::fabs(ref::weight(host, r, j));
-      for (index_t i = 0; i < max_n; ++i) {
-        double mag = 0.0;
-        for (index_t j = 0; j < sh.k; ++j)
-          mag += wd[j] * std::fabs(static_cast<double>(x[i * sh.k + j]));
-        bound[i * sh.m + r] = scale * 1.01 * mag + 1e-30;
-      }
-    }
-  }
-
-  const device_array d_x(x, 0);
+  const device_array d_x(c.x, 0);
   const device_array d_scales(q.scales(), 0);
   const device_array d_zeros(q.zeros(), 0);
   thrust::device_vector<float> d_y(static_cast<std::size_t>(max_n * sh.m + guard));
@@ -162,28 +122,13 @@ void check_format(const shape& sh, std::uint64_t salt, cudaStream_t stream) {
       REQUIRE(done == cudaSuccess);
       thrust::copy(d_y.begin(), d_y.end(), y.begin());
 
-      const std::size_t outputs = static_cast<std::size_t>(n * sh.m);
-      index_t worst = -1;
-      double worst_excess = 0.0, num = 0.0, den = 0.0;
-      for (std::size_t i = 0; i < outputs; ++i) {
-        const double err = std::fabs(static_cast<double>(y[i]) - expect[i]);
-        num += err * err;
-        den += expect[i] * expect[i];
-        if (!(err <= bound[i]) && (worst < 0 || !(err - bound[i] <= worst_excess))) {
-          worst = static_cast<index_t>(i);
-          worst_excess = err - bound[i];
-        }
-      }
-      INFO("worst output ", worst, " (y=", worst >= 0 ? y[worst] : 0.0f, ", expected ",
-           worst >= 0 ? expect[worst] : 0.0, ") exceeds its bound by ", worst_excess);
-      CHECK(worst == -1); // NaN (never written) fails too
-      // DESIGN.md's contract for the exact path, rel-L2 <= 1e-6, is about many outputs.
-      if (outputs >= 30)
-        CHECK(std::sqrt(num / den) <= 1e-6);
-      std::size_t touched = 0;
-      for (std::size_t i = outputs; i < y.size(); ++i)
-        touched += !std::isnan(y[i]);
-      CHECK_MESSAGE(touched == 0, touched, " floats past the outputs were written");
+      const cuda_check::outcome o = cuda_check::compare(c, n, y);
+      INFO("worst output ", o.worst, " (y=", o.worst >= 0 ? y[o.worst] : 0.0f, ", expected ",
+           o.worst >= 0 ? c.expect[o.worst] : 0.0, ") exceeds its bound by ", o.worst_excess);
+      CHECK(o.worst == -1); // NaN (never written) fails too
+      INFO("rel-L2 ", o.rel_l2, " over ", o.outputs, " outputs");
+      CHECK(o.rel_l2_ok());
+      CHECK_MESSAGE(o.touched == 0, o.touched, " floats past the outputs were written");
     }
   }
 }
@@ -228,8 +173,8 @@ TEST_CASE("cuda/gemv: bad arguments give a status and leave y alone") {
   const index_t m = 5, k = 70;
   std::mt19937_64 gen(base_seed() ^ 77u);
   INFO(seed_note());
-  const std::vector<float> w = normal(gen, m * k, 0.4f);
-  const std::vector<float> x = normal(gen, 2 * k, 0.2f);
+  const std::vector<float> w = cuda_check::normal(gen, m * k, 0.4f);
+  const std::vector<float> x = cuda_check::normal(gen, 2 * k, 0.2f);
   qmatrix<F> q;
   REQUIRE(quantize<F>(w.data(), m, k, q) == status::ok);
   const device_array d_codes(q.codes(), 0), d_scales(q.scales(), 0), d_zeros(q.zeros(), 0);

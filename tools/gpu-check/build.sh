@@ -24,7 +24,7 @@ set -x
   -gencode arch=compute_80,code=sm_80 \
   -gencode arch=compute_90,code=sm_90 \
   -gencode arch=compute_90,code=compute_90 \
-  -I include -I "$cuda_root/include/cccl" \
+  -I include -I tests/cuda -I "$cuda_root/include/cccl" \
   -Xcompiler -Wall,-Wextra \
   -cudart static -Xcompiler -static-libstdc++,-static-libgcc \
   -o "$out" tools/gpu-check/gpu_check.cu \

@@ -17,6 +17,8 @@
 #include <aplq/io/output_file.hpp>
 #include <aplq/quantize.hpp>
 
+#include "gemv_oracle.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -231,23 +233,6 @@ struct correctness {
   int total_failures = 0;
 };
 
-std::vector<float> normal(std::mt19937_64& gen, index_t n, float mean) {
-  std::normal_distribution<float> d(mean, 1.0f);
-  std::vector<float> v(static_cast<std::size_t>(n));
-  for (auto& e : v)
-    e = d(gen);
-  return v;
-}
-
-// The f32 summation bound of the kernel, as tests/cuda/gemv.cu derives it: depth * 2^-24 *
-// sum_j |w_j x_ij| with depth = 2 (w = a (u - c)) + 16 per_byte (one 16-byte chunk) +
-// ceil(chunks / 32) + 2 (a lane's partial sums) + 5 (the warp reduction).
-template <class F>
-double summation_depth(index_t cols) {
-  const double chunks = static_cast<double>(F::row_bytes(cols) / 16 + 1);
-  return 2.0 + 16.0 * F::per_byte + std::ceil(chunks / 32.0) + 2.0 + 5.0;
-}
-
 // Checks one format on one shape for every batch and for codes on and off 16-byte boundaries,
 // through the run-time-format launcher (one set of kernel instantiations).
 template <class F>
@@ -255,43 +240,21 @@ void check_format(const shape& sh, std::uint64_t salt, correctness& result) {
   using scale_type = typename F::scale_type;
   constexpr index_t max_n = aplq::cuda::gemv_max_n;
   std::mt19937_64 gen(result.seed ^ (salt * 0x9e3779b97f4a7c15ull));
-  // Zero-point formats see skewed weights, as real ones are; activations have a mean too.
-  const std::vector<float> w = normal(gen, sh.m * sh.k, F::zero_point ? 0.4f : 0.0f);
-  const std::vector<float> x = normal(gen, max_n * sh.k, 0.2f); // [8][K]
-  aplq::qmatrix<F> q;
-  if (aplq::status s = aplq::quantize<F>(w.data(), sh.m, sh.k, q); s != aplq::status::ok)
-    throw std::runtime_error(std::string("quantize: ") + aplq::status_string(s));
-  const aplq::qmatrix_view<F> host = q.view();
-
-  std::vector<double> expect(static_cast<std::size_t>(max_n * sh.m)); // [8][M]
-  if (aplq::status s = aplq::ref::gemm(host, x.data(), max_n, expect.data()); s != aplq::status::ok)
-    throw std::runtime_error(std::string("ref::gemm: ") + aplq::status_string(s));
-  std::vector<double> bound(expect.size()); // [8][M]
-  {
-    std::vector<double> wd(static_cast<std::size_t>(sh.k));
-    const double scale = summation_depth<F>(sh.k) * std::ldexp(1.0, -24);
-    for (index_t r = 0; r < sh.m; ++r) {
-      for (index_t j = 0; j < sh.k; ++j)
-        wd[j] = std::fabs(aplq::ref::weight(host, r, j));
-      for (index_t i = 0; i < max_n; ++i) {
-        double mag = 0.0;
-        for (index_t j = 0; j < sh.k; ++j)
-          mag += wd[j] * std::fabs(static_cast<double>(x[i * sh.k + j]));
-        bound[i * sh.m + r] = scale * 1.01 * mag + 1e-30;
-      }
-    }
-  }
+  aplq::cuda_check::gemv_case<F> c;
+  if (aplq::status s = aplq::cuda_check::make_case<F>(sh.m, sh.k, gen, c); s != aplq::status::ok)
+    throw std::runtime_error(std::string("test data: ") + aplq::status_string(s));
+  const aplq::qmatrix<F>& q = c.q;
 
   const std::size_t codes_bytes = q.codes().size();
   const device_buffer d_codes(codes_bytes + 16, "codes");
   const device_buffer d_scales(q.scales().size() * sizeof(scale_type), "scales");
   const device_buffer d_zeros(q.zeros().size() * sizeof(scale_type), "zero points");
-  const device_buffer d_x(x.size() * sizeof(float), "activations");
+  const device_buffer d_x(c.x.size() * sizeof(float), "activations");
   const std::size_t y_count = static_cast<std::size_t>(max_n * sh.m + guard);
   const device_buffer d_y(y_count * sizeof(float), "outputs");
   upload(d_scales, 0, q.scales());
   upload(d_zeros, 0, q.zeros());
-  upload(d_x, 0, x);
+  upload(d_x, 0, c.x);
   std::vector<float> y(y_count);
   const aplq::format_desc desc = aplq::describe<F>();
   const std::string name = aplq::name_of<F>().c_str();
@@ -316,37 +279,19 @@ void check_format(const shape& sh, std::uint64_t salt, correctness& result) {
       cuda_check(cudaMemcpy(y.data(), d_y.p, y_count * sizeof(float), cudaMemcpyDeviceToHost),
                  "cudaMemcpy to the host");
 
-      const std::size_t outputs = static_cast<std::size_t>(n * sh.m);
-      index_t worst = -1, out_of_bound = 0;
-      double worst_excess = 0.0, num = 0.0, den = 0.0;
-      for (std::size_t i = 0; i < outputs; ++i) {
-        const double err = std::fabs(static_cast<double>(y[i]) - expect[i]);
-        num += err * err;
-        den += expect[i] * expect[i];
-        if (!(err <= bound[i])) { // NaN (never written) counts
-          ++out_of_bound;
-          if (worst < 0 || !(err - bound[i] <= worst_excess)) {
-            worst = static_cast<index_t>(i);
-            worst_excess = err - bound[i];
-          }
-        }
-      }
-      const double rel_l2 = den > 0.0 ? std::sqrt(num / den) : std::sqrt(num);
-      std::size_t touched = 0;
-      for (std::size_t i = outputs; i < y.size(); ++i)
-        touched += !std::isnan(y[i]);
+      const aplq::cuda_check::outcome o = aplq::cuda_check::compare(c, n, y);
 
       std::string why;
       if (s != aplq::status::ok)
         why = std::string("status ") + aplq::status_string(s);
-      else if (worst >= 0)
-        why = std::to_string(out_of_bound) + " outputs beyond the bound, worst " +
-              std::to_string(worst) + " (y=" + json_number(y[worst]) +
-              ", expected=" + json_number(expect[worst]) + ")";
-      else if (outputs >= 30 && !(rel_l2 <= 1e-6))
-        why = "rel-L2 " + json_number(rel_l2) + " > 1e-6";
-      else if (touched != 0)
-        why = std::to_string(touched) + " floats past the outputs written";
+      else if (o.worst >= 0)
+        why = std::to_string(o.out_of_bound) + " outputs beyond the bound, worst " +
+              std::to_string(o.worst) + " (y=" + json_number(y[o.worst]) +
+              ", expected=" + json_number(c.expect[o.worst]) + ")";
+      else if (!o.rel_l2_ok())
+        why = "rel-L2 " + json_number(o.rel_l2) + " > 1e-6";
+      else if (o.touched != 0)
+        why = std::to_string(o.touched) + " floats past the outputs written";
       ++tally.checks;
       if (!why.empty()) {
         ++tally.failures;

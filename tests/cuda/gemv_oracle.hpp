@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: Apache-2.0
+// The host side of every check of aplq::cuda::gemv, shared by the cuda test suite
+// (tests/cuda/gemv.cu) and the GPU check tool (tools/gpu-check): the data of one case (Gaussian
+// weights quantized with aplq::quantize, activations for the largest batch), the oracle
+// aplq::ref::gemm in double, the per-output f32 summation bound of the kernel, and the comparison
+// of what a launch wrote. Host code only (no doctest, no Thrust), so both can include it.
+#pragma once
+
+#include <aplq/cuda/gemv.cuh>
+#include <aplq/quantize.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace aplq {
+namespace cuda_check {
+
+inline std::vector<float> normal(std::mt19937_64& gen, index_t n, float mean) {
+  std::normal_distribution<float> d(mean, 1.0f);
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (auto& e : v)
+    e = d(gen);
+  return v;
+}
+
+// The forward error bound of the kernel's f32 summation for output (i, r):
+//   depth * 2^-24 * sum_j |w_j x_ij| (first order), with depth =
+//     2                       w = a * (u - c): two roundings
+//   + 16 * per_byte           the FMAs of one 16-byte chunk's partial sum
+//   + ceil(chunks / 32) + 2   a lane's partial sums (its chunks, one head and one tail byte)
+//   + 5                       the warp reduction.
+template <class F>
+double summation_depth(index_t cols) {
+  const double chunks = static_cast<double>(F::row_bytes(cols) / 16 + 1);
+  return 2.0 + 16.0 * F::per_byte + std::ceil(chunks / 32.0) + 2.0 + 5.0;
+}
+
+// One case: W [m, k] quantized to F, x [gemv_max_n][k]; expect and bound [gemv_max_n][m] (a batch
+// of n uses the first n rows).
+template <class F>
+struct gemv_case {
+  qmatrix<F> q;
+  std::vector<float> x;
+  std::vector<double> expect;
+  std::vector<double> bound;
+};
+
+// Fresh data for a case, or the status that stopped it. Zero-point formats see skewed weights,
+// as real ones are; activations have a mean too.
+template <class F>
+status make_case(index_t m, index_t k, std::mt19937_64& gen, gemv_case<F>& c) {
+  constexpr index_t max_n = cuda::gemv_max_n;
+  const std::vector<float> w = normal(gen, m * k, F::zero_point ? 0.4f : 0.0f);
+  c.x = normal(gen, max_n * k, 0.2f);
+  if (status s = quantize<F>(w.data(), m, k, c.q); s != status::ok)
+    return s;
+  const qmatrix_view<F> host = c.q.view();
+  c.expect.assign(static_cast<std::size_t>(max_n * m), 0.0);
+  if (status s = ref::gemm(host, c.x.data(), max_n, c.expect.data()); s != status::ok)
+    return s;
+  c.bound.assign(c.expect.size(), 0.0);
+  std::vector<double> wd(static_cast<std::size_t>(k));
+  const double scale = summation_depth<F>(k) * std::ldexp(1.0, -24);
+  for (index_t r = 0; r < m; ++r) {
+    for (index_t j = 0; j < k; ++j)
+      wd[j] = std::fabs(ref::weight(host, r, j));
+    for (index_t i = 0; i < max_n; ++i) {
+      double mag = 0.0;
+      for (index_t j = 0; j < k; ++j)
+        mag += wd[j] * std::fabs(static_cast<double>(c.x[i * k + j]));
+      c.bound[i * m + r] = scale * 1.01 * mag + 1e-30;
+    }
+  }
+  return status::ok;
+}
+
+// What one launch wrote into y [n * m outputs, then guard floats that were NaN before it].
+struct outcome {
+  std::size_t outputs = 0;
+  index_t out_of_bound = 0; // outputs beyond their bound, NaN (never written) included
+  index_t worst = -1;       // the one furthest beyond, or -1
+  double worst_excess = 0.0;
+  double rel_l2 = 0.0;
+  std::size_t touched = 0; // guard floats written
+
+  // DESIGN.md's contract for the exact path, rel-L2 <= 1e-6, is about many outputs.
+  bool rel_l2_ok() const { return outputs < 30 || rel_l2 <= 1e-6; }
+  bool pass() const { return worst < 0 && rel_l2_ok() && touched == 0; }
+};
+
+template <class F>
+outcome compare(const gemv_case<F>& c, index_t n, const std::vector<float>& y) {
+  outcome o;
+  o.outputs = static_cast<std::size_t>(n * c.q.rows());
+  double num = 0.0, den = 0.0;
+  for (std::size_t i = 0; i < o.outputs; ++i) {
+    const double err = std::fabs(static_cast<double>(y[i]) - c.expect[i]);
+    num += err * err;
+    den += c.expect[i] * c.expect[i];
+    if (!(err <= c.bound[i])) {
+      ++o.out_of_bound;
+      if (o.worst < 0 || !(err - c.bound[i] <= o.worst_excess)) {
+        o.worst = static_cast<index_t>(i);
+        o.worst_excess = err - c.bound[i];
+      }
+    }
+  }
+  o.rel_l2 = den > 0.0 ? std::sqrt(num / den) : std::sqrt(num);
+  for (std::size_t i = o.outputs; i < y.size(); ++i)
+    o.touched += !std::isnan(y[i]);
+  return o;
+}
+
+} // namespace cuda_check
+} // namespace aplq
