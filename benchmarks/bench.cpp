@@ -143,29 +143,42 @@ void set_counters(benchmark::State& state, double bytes_per_call, double flops_p
 
 // ---- aplq kernels.
 
-// Quantized weights of one shape and format, in `copies` separate buffers (same contents).
+// Quantized weights of one shape and format, in `copies` separate buffers (same contents): a
+// qmatrix's arrays, or with `lut` those of a cpu::lut_matrix (1 and 2 bits).
 struct packed_weights {
   aplq::format_desc format;
+  bool lut = false;
   index_t rows = 0, cols = 0;
   std::size_t bytes = 0; // codes + scales + zeros of one copy
   std::vector<std::vector<std::uint8_t>> codes, scales, zeros;
+  const void* zeros_of(int i) const { return format.zero_point ? zeros[i].data() : nullptr; }
   aplq::any_qmatrix_view view(int i) const {
-    return {format, codes[i].data(), scales[i].data(),
-            format.zero_point ? zeros[i].data() : nullptr, rows, cols};
+    return {format, codes[i].data(), scales[i].data(), zeros_of(i), rows, cols};
+  }
+  aplq::cpu::any_lut_view lut_view(int i) const {
+    return {format, codes[i].data(), scales[i].data(), zeros_of(i), rows, cols};
   }
 };
 
+template <class T>
+std::vector<std::uint8_t> as_bytes(const T* p, std::size_t n) {
+  const auto* b = reinterpret_cast<const std::uint8_t*>(p);
+  return std::vector<std::uint8_t>(b, b + n * sizeof(T));
+}
+
 // One cache entry at a time: cases are registered shape by shape, format by format.
-std::shared_ptr<packed_weights> weights_for(const aplq::format_desc& d, shape s, bool rotate) {
+std::shared_ptr<packed_weights> weights_for(const aplq::format_desc& d, shape s, bool rotate,
+                                            bool lut = false) {
   static std::shared_ptr<packed_weights> cached;
   static std::string key;
   const std::string k = std::string(aplq::name_of(d).c_str()) + std::to_string(s.m) + "x" +
-                        std::to_string(s.k) + (rotate ? "r" : "");
+                        std::to_string(s.k) + (rotate ? "r" : "") + (lut ? "lut" : "");
   if (cached && key == k)
     return cached;
   cached.reset();
   auto p = std::make_shared<packed_weights>();
   p->format = d;
+  p->lut = lut;
   p->rows = s.m;
   p->cols = s.k;
   const auto w = gaussian(static_cast<std::size_t>(s.m * s.k), 1);
@@ -174,13 +187,22 @@ std::shared_ptr<packed_weights> weights_for(const aplq::format_desc& d, shape s,
     aplq::qmatrix<F> q;
     if (aplq::quantize<F>(w.data(), s.m, s.k, q) != aplq::status::ok)
       std::abort();
-    auto as_bytes = [](const auto& v) {
-      const auto* b = reinterpret_cast<const std::uint8_t*>(v.data());
-      return std::vector<std::uint8_t>(b, b + v.size() * sizeof(v[0]));
-    };
-    p->codes.push_back(as_bytes(q.codes()));
-    p->scales.push_back(as_bytes(q.scales()));
-    p->zeros.push_back(as_bytes(q.zeros()));
+    if constexpr (F::bits <= 2) {
+      if (lut) {
+        aplq::cpu::lut_matrix<F> packed;
+        if (packed.pack(q.view()) != aplq::status::ok)
+          std::abort();
+        const auto v = packed.view();
+        const auto n = static_cast<std::size_t>(v.tiles() * v.groups() * aplq::cpu::lut_tile_rows);
+        p->codes.push_back(as_bytes(v.codes, static_cast<std::size_t>(v.tiles() * v.tile_bytes())));
+        p->scales.push_back(as_bytes(v.scales, n));
+        p->zeros.push_back(F::zero_point ? as_bytes(v.zeros, n) : std::vector<std::uint8_t>{});
+        return aplq::status::ok;
+      }
+    }
+    p->codes.push_back(as_bytes(q.codes().data(), q.codes().size()));
+    p->scales.push_back(as_bytes(q.scales().data(), q.scales().size()));
+    p->zeros.push_back(as_bytes(q.zeros().data(), q.zeros().size()));
     return aplq::status::ok;
   });
   p->bytes = p->codes[0].size() + p->scales[0].size() + p->zeros[0].size();
@@ -196,15 +218,18 @@ std::shared_ptr<packed_weights> weights_for(const aplq::format_desc& d, shape s,
 }
 
 void bm_aplq(benchmark::State& state, aplq::format_desc d, shape s, index_t batch,
-             aplq::compute policy, int threads, bool rotate) {
-  const auto w = weights_for(d, s, rotate);
+             aplq::compute policy, int threads, bool rotate, bool lut) {
+  const auto w = weights_for(d, s, rotate, lut);
   const auto x = gaussian(static_cast<std::size_t>(batch * s.k), 2);
   std::vector<float> y(static_cast<std::size_t>(batch * s.m));
   const aplq::options opt{threads, policy};
   const int n = static_cast<int>(w->codes.size());
   int i = 0;
   for (auto _ : state) {
-    if (aplq::dispatch::gemm(w->view(i), x.data(), batch, y.data(), opt) != aplq::status::ok) {
+    const aplq::status st =
+        lut ? aplq::dispatch::gemm(w->lut_view(i), x.data(), batch, y.data(), opt)
+            : aplq::dispatch::gemm(w->view(i), x.data(), batch, y.data(), opt);
+    if (st != aplq::status::ok) {
       state.SkipWithError("aplq::dispatch::gemm failed");
       break;
     }
@@ -315,9 +340,8 @@ void bm_quantize(benchmark::State& state, aplq::format_desc d, shape s) {
     return aplq::status::ok;
   });
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * s.m * s.k * 4));
-  state.counters["weights_per_second"] =
-      benchmark::Counter(static_cast<double>(state.iterations() * s.m * s.k),
-                         benchmark::Counter::kIsRate);
+  state.counters["weights_per_second"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * s.m * s.k), benchmark::Counter::kIsRate);
 }
 
 void bm_repack(benchmark::State& state, aplq::format_desc d, shape s) {
@@ -333,14 +357,28 @@ void bm_repack(benchmark::State& state, aplq::format_desc d, shape s) {
       benchmark::DoNotOptimize(aplq::ref::repack<G>(q.view(), out.span()));
     return aplq::status::ok;
   });
-  state.counters["weights_per_second"] =
-      benchmark::Counter(static_cast<double>(state.iterations() * s.m * s.k),
-                         benchmark::Counter::kIsRate);
+  state.counters["weights_per_second"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * s.m * s.k), benchmark::Counter::kIsRate);
 }
 
 // ---- registration.
 
 std::string shape_name(shape s) { return std::to_string(s.m) + "x" + std::to_string(s.k); }
+
+// gemv/q4_g32_s32/int8/avx2/4096x4096/b1/t1/ooc; table-lookup cases name the format ..._lut.
+void register_case(const aplq::format_desc& d, shape s, index_t b, aplq::compute policy, int t,
+                   bool rotate, bool lut) {
+  std::string format = aplq::name_of(d).c_str();
+  if (lut)
+    format = format.substr(0, format.rfind('_')) + "_lut";
+  const std::string name = std::string(b == 1 ? "gemv/" : "gemm/") + format + "/" +
+                           (policy == aplq::compute::exact ? "exact" : "int8") + "/" +
+                           aplq::dispatch::isa_name(aplq::dispatch::selected()) + "/" +
+                           shape_name(s) + "/b" + std::to_string(b) + "/t" + std::to_string(t) +
+                           (rotate ? "/ooc" : "/inc");
+  benchmark::RegisterBenchmark(name.c_str(), bm_aplq, d, s, b, policy, t, rotate, lut)
+      ->UseRealTime();
+}
 
 void register_all(bool quick) {
   const int all = all_threads();
@@ -355,14 +393,13 @@ void register_all(bool quick) {
 
   const std::vector<shape> shapes =
       quick ? std::vector<shape>{{4096, 4096}}
-            : std::vector<shape>{{4096, 4096}, {4096, 11008}, {11008, 4096}, {4096, 14336},
-                                 {14336, 4096}};
-  const std::vector<index_t> batches = quick ? std::vector<index_t>{1, 16}
-                                             : std::vector<index_t>{1, 4, 16, 64};
+            : std::vector<shape>{
+                  {4096, 4096}, {4096, 11008}, {11008, 4096}, {4096, 14336}, {14336, 4096}};
+  const std::vector<index_t> batches =
+      quick ? std::vector<index_t>{1, 16} : std::vector<index_t>{1, 4, 16, 64};
   const std::vector<int> groups = quick ? std::vector<int>{32} : std::vector<int>{32, 128};
-  const std::vector<bool> zero_points = quick ? std::vector<bool>{false}
-                                              : std::vector<bool>{false, true};
-  const char* isa = aplq::dispatch::isa_name(aplq::dispatch::selected());
+  const std::vector<bool> zero_points =
+      quick ? std::vector<bool>{false} : std::vector<bool>{false, true};
 
   for (const shape s : shapes) {
     const std::string sn = shape_name(s);
@@ -373,21 +410,20 @@ void register_all(bool quick) {
                                     aplq::layout_kind::cpu_striped};
           for (index_t b : batches)
             for (auto policy : {aplq::compute::exact, aplq::compute::int8})
-              for (int t : thread_counts) {
-                const std::string name =
-                    std::string(b == 1 ? "gemv/" : "gemm/") + aplq::name_of(d).c_str() + "/" +
-                    (policy == aplq::compute::exact ? "exact" : "int8") + "/" + isa + "/" + sn +
-                    "/b" + std::to_string(b) + "/t" + std::to_string(t) + "/ooc";
-                benchmark::RegisterBenchmark(name.c_str(), bm_aplq, d, s, b, policy, t, true)
-                    ->UseRealTime();
-              }
+              for (int t : thread_counts)
+                register_case(d, s, b, policy, t, true, false);
+          // The table-lookup kernels of 1- and 2-bit formats (int8 policy only).
+          if (bits <= 2)
+            for (index_t b : batches)
+              for (int t : thread_counts)
+                register_case(d, s, b, aplq::compute::int8, t, true, true);
         }
     for (index_t b : batches)
       for (bool blas : {false, true})
         for (int t : thread_counts) {
           const std::string name = std::string("baseline/") + (blas ? "openblas" : "f32_xsimd") +
-                                   "/" + sn + "/b" + std::to_string(b) + "/t" +
-                                   std::to_string(t) + "/ooc";
+                                   "/" + sn + "/b" + std::to_string(b) + "/t" + std::to_string(t) +
+                                   "/ooc";
           benchmark::RegisterBenchmark(name.c_str(), bm_f32, blas, s, b, t, true)->UseRealTime();
         }
   }
@@ -397,13 +433,10 @@ void register_all(bool quick) {
   for (int bits : {1, 2, 4, 8}) {
     const aplq::format_desc d{bits, 32, false, aplq::scale_kind::f32,
                               aplq::layout_kind::cpu_striped};
-    for (auto policy : {aplq::compute::exact, aplq::compute::int8}) {
-      const std::string name = std::string("gemv/") + aplq::name_of(d).c_str() + "/" +
-                               (policy == aplq::compute::exact ? "exact" : "int8") + "/" + isa +
-                               "/1024x1024/b1/t1/inc";
-      benchmark::RegisterBenchmark(name.c_str(), bm_aplq, d, small, index_t{1}, policy, 1, false)
-          ->UseRealTime();
-    }
+    for (auto policy : {aplq::compute::exact, aplq::compute::int8})
+      register_case(d, small, 1, policy, 1, false, false);
+    if (bits <= 2)
+      register_case(d, small, 1, aplq::compute::int8, 1, false, true);
   }
   benchmark::RegisterBenchmark("baseline/f32_xsimd/1024x1024/b1/t1/inc", bm_f32, false, small,
                                index_t{1}, 1, false)

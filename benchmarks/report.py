@@ -120,13 +120,15 @@ def write_plot(context, rows, path):
     shape = sorted({r["shape"] for r in gemv})[0] if gemv else "?"
     sel = [r for r in gemv if r["threads"] == threads and r["shape"] == shape]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for policy, marker in (("exact", "o"), ("int8", "s")):
-        pts = sorted((r["bits"], r["gbps"]) for r in sel if r["policy"] == policy)
+    for policy, lut, marker in (("exact", False, "o"), ("int8", False, "s"), ("int8", True, "^")):
+        pts = sorted((r["bits"], r["gbps"]) for r in sel
+                     if r["policy"] == policy and r["format"].endswith("_lut") == lut)
         best = {}
         for b, g in pts:
             best[b] = max(g, best.get(b, 0.0))
         if best:
-            ax1.plot(list(best), list(best.values()), marker=marker, label="aplq %s" % policy)
+            ax1.plot(list(best), list(best.values()), marker=marker,
+                     label="aplq %s%s" % (policy, " table lookup" if lut else ""))
     triad = context.get("triad_GBps_t%d" % threads)
     if triad:
         ax1.axhline(float(triad), color="k", linestyle="--", label="STREAM triad (same run)")

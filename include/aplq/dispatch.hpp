@@ -7,6 +7,7 @@
 #pragma once
 
 #include "cpu/kernel.hpp"
+#include "cpu/lut.hpp"
 #include "visit.hpp"
 
 namespace aplq {
@@ -32,7 +33,14 @@ status gemv(const any_qmatrix_view& w, const float* x, float* y, const options& 
 status gemm(const any_qmatrix_view& w, const float* x, index_t n, float* y, const options& opt = {},
             isa which = isa::best) noexcept;
 
-// A typed view as a run-time descriptor.
+// The same by table lookup on a lut_matrix (1- and 2-bit formats, int8 policy only: any other
+// policy is status::invalid_argument; see cpu/lut.hpp).
+status gemv(const cpu::any_lut_view& w, const float* x, float* y,
+            const options& opt = {1, compute::int8}, isa which = isa::best) noexcept;
+status gemm(const cpu::any_lut_view& w, const float* x, index_t n, float* y,
+            const options& opt = {1, compute::int8}, isa which = isa::best) noexcept;
+
+// A typed view as a run-time descriptor (cpu::erase does the same for a lut_view).
 template <class F>
 any_qmatrix_view erase(const qmatrix_view<F>& v) noexcept {
   return {describe<F>(), v.codes, v.scales, v.zeros, v.rows, v.cols};

@@ -13,9 +13,14 @@ namespace detail {
 using gemm_fn = status (*)(const any_qmatrix_view&, const float*, index_t, float*,
                            const options&) noexcept;
 
+using lut_gemm_fn = status (*)(const cpu::any_lut_view&, const float*, index_t, float*,
+                               const options&) noexcept;
+
 #define APLQ_DECLARE(name)                                                                         \
   status gemm_##name(const any_qmatrix_view&, const float*, index_t, float*,                       \
-                     const options&) noexcept;
+                     const options&) noexcept;                                                     \
+  status lut_gemm_##name(const cpu::any_lut_view&, const float*, index_t, float*,                  \
+                         const options&) noexcept;
 #if defined(APLQ_HAVE_SSE2)
 APLQ_DECLARE(sse2)
 #endif
@@ -49,6 +54,27 @@ gemm_fn entry(isa i) noexcept {
 #endif
 #if defined(APLQ_HAVE_NEON64)
   case isa::neon64: return gemm_neon64;
+#endif
+  default: return nullptr;
+  }
+}
+
+lut_gemm_fn lut_entry(isa i) noexcept {
+  switch (i) {
+#if defined(APLQ_HAVE_SSE2)
+  case isa::sse2: return lut_gemm_sse2;
+#endif
+#if defined(APLQ_HAVE_SSE4_2)
+  case isa::sse4_2: return lut_gemm_sse4_2;
+#endif
+#if defined(APLQ_HAVE_AVX2)
+  case isa::avx2: return lut_gemm_avx2;
+#endif
+#if defined(APLQ_HAVE_AVX512BW)
+  case isa::avx512bw: return lut_gemm_avx512bw;
+#endif
+#if defined(APLQ_HAVE_NEON64)
+  case isa::neon64: return lut_gemm_neon64;
 #endif
   default: return nullptr;
   }
@@ -112,6 +138,20 @@ status gemm(const any_qmatrix_view& w, const float* x, index_t n, float* y, cons
 }
 
 status gemv(const any_qmatrix_view& w, const float* x, float* y, const options& opt,
+            isa which) noexcept {
+  return gemm(w, x, 1, y, opt, which);
+}
+
+status gemm(const cpu::any_lut_view& w, const float* x, index_t n, float* y, const options& opt,
+            isa which) noexcept {
+  if (which == isa::best)
+    which = selected();
+  if (!available(which))
+    return status::unsupported_arch;
+  return detail::lut_entry(which)(w, x, n, y, opt);
+}
+
+status gemv(const cpu::any_lut_view& w, const float* x, float* y, const options& opt,
             isa which) noexcept {
   return gemm(w, x, 1, y, opt, which);
 }

@@ -3,4 +3,5 @@
 // src/meson.build).
 #define APLQ_DISPATCH_ARCH xsimd::fma3<xsimd::avx2>
 #define APLQ_DISPATCH_FN gemm_avx2
+#define APLQ_DISPATCH_LUT_FN lut_gemm_avx2
 #include "kernels.inc"

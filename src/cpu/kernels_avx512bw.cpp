@@ -3,4 +3,5 @@
 // src/meson.build).
 #define APLQ_DISPATCH_ARCH xsimd::avx512bw
 #define APLQ_DISPATCH_FN gemm_avx512bw
+#define APLQ_DISPATCH_LUT_FN lut_gemm_avx512bw
 #include "kernels.inc"

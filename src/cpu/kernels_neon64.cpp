@@ -3,4 +3,5 @@
 // src/meson.build).
 #define APLQ_DISPATCH_ARCH xsimd::neon64
 #define APLQ_DISPATCH_FN gemm_neon64
+#define APLQ_DISPATCH_LUT_FN lut_gemm_neon64
 #include "kernels.inc"

@@ -3,4 +3,5 @@
 // src/meson.build).
 #define APLQ_DISPATCH_ARCH xsimd::sse2
 #define APLQ_DISPATCH_FN gemm_sse2
+#define APLQ_DISPATCH_LUT_FN lut_gemm_sse2
 #include "kernels.inc"

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <new>
 #include <vector>
 
@@ -61,6 +62,47 @@ struct weights {
   index_t rows, cols, row_bytes, groups, chunks_per_group, chunks;
 };
 
+// The int8 policy's activation quantization of one chunk: d = max|v| / 127 and
+// q = clamp(round-to-nearest-even(v / d), -127, 127) (all zeros when d is 0); returns d and adds
+// sum(q) to `sum`. Vectorized: done once per call and per chunk, a scalar loop here cost about
+// 15 us of a 4096-wide call, 5% of a 1-bit 4096x4096 GEMV.
+template <class A>
+inline float quantize_chunk(const float* v, std::int8_t* q, int& sum) noexcept {
+  using VA = vector_arch<A>;
+  using fb = xsimd::batch<float, VA>;
+  using ib = xsimd::batch<std::int32_t, VA>;
+  constexpr int W = static_cast<int>(fb::size);
+  constexpr int V = chunk_codes / W;
+  fb b[V];
+  fb m(0.0f);
+  for (int k = 0; k < V; ++k) {
+    b[k] = fb::load_unaligned(v + k * W);
+    m = xsimd::max(m, xsimd::abs(b[k]));
+  }
+  alignas(64) float lanes[W];
+  m.store_aligned(lanes);
+  float amax = 0.0f;
+  for (float e : lanes)
+    amax = std::max(amax, e);
+  const float d = amax / 127.0f;
+  if (!(d > 0.0f)) {
+    std::memset(q, 0, chunk_codes);
+    return d;
+  }
+  alignas(64) std::int32_t r[chunk_codes];
+  ib total(0);
+  for (int k = 0; k < V; ++k) {
+    const fb t = xsimd::min(fb(127.0f), xsimd::max(fb(-127.0f), b[k] / fb(d)));
+    const ib n = xsimd::nearbyint_as_int(t);
+    total += n;
+    n.store_aligned(r + k * W);
+  }
+  for (int l = 0; l < chunk_codes; ++l)
+    q[l] = static_cast<std::int8_t>(r[l]);
+  sum += compat::reduce_add(total);
+  return d;
+}
+
 // Templated on the architecture too, like everything a kernel calls: the compiled dispatch
 // library builds this header once per ISA, and an inline function shared between those
 // translation units could be resolved to the copy built for another ISA.
@@ -94,17 +136,9 @@ status prepare(const float* x, index_t n, index_t cols, index_t groups, index_t 
         std::copy(v, v + chunk_codes, act.xf.data() + i * padded + c * chunk_codes);
         continue;
       }
-      float amax = 0.0f;
-      for (float e : v)
-        amax = std::max(amax, std::fabs(e));
-      const float d = amax / 127.0f;
       std::int8_t* q = act.xq.data() + i * padded + c * chunk_codes;
       int sum = 0;
-      for (int l = 0; l < chunk_codes; ++l) {
-        const float r = d > 0.0f ? std::rint(v[l] / d) : 0.0f;
-        q[l] = static_cast<std::int8_t>(std::min(127.0f, std::max(-127.0f, r)));
-        sum += q[l];
-      }
+      const float d = quantize_chunk<A>(v, q, sum);
       act.dx[i * act.chunks + c] = d;
       act.gsum[i * groups + c / chunks_per_group] += d * static_cast<float>(sum);
     }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "kernel.hpp"
+#include "lut.hpp"
 
 namespace aplq {
 
@@ -18,6 +19,20 @@ status gemv(const qmatrix_view<F>& w, const float* x, float* y, const options& o
 template <class F>
 status gemm(const qmatrix_view<F>& w, const float* x, index_t n, float* y,
             const options& opt = {}) noexcept {
+  return cpu::gemm<xsimd::default_arch>(w, x, n, y, opt);
+}
+
+// The table-lookup kernels of 1- and 2-bit formats on a cpu::lut_matrix (int8 policy). The
+// constraint keeps a call like gemm<Arch>(qmatrix_view, ...) from instantiating lut_view<Arch>
+// when argument-dependent lookup brings these overloads in.
+template <class F, std::enable_if_t<is_format<F>::value, int> = 0>
+status gemv(const cpu::lut_view<F>& w, const float* x, float* y,
+            const options& opt = {1, compute::int8}) noexcept {
+  return cpu::gemv<xsimd::default_arch>(w, x, y, opt);
+}
+template <class F, std::enable_if_t<is_format<F>::value, int> = 0>
+status gemm(const cpu::lut_view<F>& w, const float* x, index_t n, float* y,
+            const options& opt = {1, compute::int8}) noexcept {
   return cpu::gemm<xsimd::default_arch>(w, x, n, y, opt);
 }
 

@@ -1,0 +1,537 @@
+// SPDX-License-Identifier: Apache-2.0
+// Table-lookup GEMV/GEMM for 1- and 2-bit weights (the int8 policy), after T-MAC's idea: instead
+// of widening every low-bit code to a byte and multiplying, each call builds, per group of four
+// activations, the table of all 16 sums those activations can contribute, and the weights' bits
+// index that table directly. One byte shuffle looks up 32 rows at once, so the weights are
+// repacked offline into tiles of 32 interleaved rows (lut_matrix).
+//
+// Results are those of the int8 policy of cpu::gemm: the activations are quantized per 32-element
+// chunk exactly as there, table entries are exact integer sums, and a chunk's integer dot
+// product is exact. Only the f32 summation order of the chunk and group terms differs.
+//
+// Packed layout of a lut_matrix with B bits (1 or 2), T = 32 rows per tile, chunks of 32 columns:
+//   codes  [tile][chunk][plane 0..B-1][block 0..3][32 bytes]
+//          byte i of block k holds row 32 * tile + i: its low nibble is the index of step 2k,
+//          its high nibble that of step 2k + 1. Step s covers columns 32 * chunk + 4s .. +3,
+//          and bit q of an index is bit `plane` of the code of column 32 * chunk + 4s + q.
+//   scales [tile][group][32] and zeros [tile][group][32], in the format's scale type.
+// Rows past the end of the matrix are zero codes with zero scales; columns past the end are zero
+// codes (their activations are zero).
+//
+// A table for one step is 16 int16 entries T[idx] = sum over set bits q of xq[4s + q], stored as
+// 16 low bytes then 16 high bytes; |T| <= 4 * 127, and a chunk's 8 steps sum to at most 4064 per
+// plane, so int16 never overflows (2 bits: plane 0 + 2 * plane 1 <= 12192).
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <type_traits>
+#include <vector>
+
+#include "../ref.hpp"
+#include "../visit.hpp"
+#include "kernel.hpp"
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+namespace aplq {
+namespace cpu {
+
+inline constexpr index_t lut_tile_rows = 32;
+
+// Non-owning view of a lut_matrix, what the kernels take.
+template <class F>
+struct lut_view {
+  static_assert(F::bits == 1 || F::bits == 2, "lut_view: table lookup serves 1- and 2-bit formats");
+  using format_type = F;
+  using scale_type = typename F::scale_type;
+  const std::uint8_t* codes = nullptr;
+  const scale_type* scales = nullptr;
+  const scale_type* zeros = nullptr;
+  index_t rows = 0;
+  index_t cols = 0;
+
+  static constexpr index_t chunk_bytes = F::bits * 128; // one tile's chunk, every plane
+  index_t tiles() const noexcept { return (rows + lut_tile_rows - 1) / lut_tile_rows; }
+  index_t chunks() const noexcept { return (cols + chunk_codes - 1) / chunk_codes; }
+  index_t groups() const noexcept { return F::groups(cols); }
+  index_t tile_bytes() const noexcept { return chunks() * chunk_bytes; }
+
+  status validate() const noexcept {
+    if (rows <= 0 || cols <= 0)
+      return status::invalid_shape;
+    if (codes == nullptr || scales == nullptr || (F::zero_point && zeros == nullptr))
+      return status::null_pointer;
+    return status::ok;
+  }
+};
+
+// A 1- or 2-bit matrix repacked for the table-lookup kernels. pack() takes a matrix of the same
+// bits, group, zero point and scale type in any layout; code() reads a code back, so the repack is
+// checkable against the source.
+template <class F>
+class lut_matrix {
+  static_assert(F::bits == 1 || F::bits == 2,
+                "lut_matrix: table lookup serves 1- and 2-bit formats");
+
+public:
+  using format_type = F;
+  using scale_type = typename F::scale_type;
+
+  template <class G>
+  status pack(const qmatrix_view<G>& w) noexcept {
+    static_assert(G::bits == F::bits && G::group == F::group && G::zero_point == F::zero_point &&
+                      std::is_same<typename G::scale_type, scale_type>::value,
+                  "lut_matrix::pack: the source must differ from F in its layout only");
+    if (status s = w.validate(); s != status::ok)
+      return s;
+    lut_view<F> shape{nullptr, nullptr, nullptr, w.rows, w.cols};
+    const index_t tiles = shape.tiles(), chunks = shape.chunks(), groups = shape.groups();
+    try {
+      codes_.assign(static_cast<std::size_t>(tiles * shape.tile_bytes()), 0);
+      scales_.assign(static_cast<std::size_t>(tiles * groups * lut_tile_rows), scale_type{});
+      zeros_.assign(F::zero_point ? scales_.size() : 0, scale_type{});
+    } catch (const std::exception&) { // bad_alloc, or length_error for an absurd shape
+      *this = lut_matrix{};
+      return status::out_of_memory;
+    }
+    rows_ = w.rows;
+    cols_ = w.cols;
+    for (index_t r = 0; r < w.rows; ++r) {
+      const index_t t = r / lut_tile_rows, i = r % lut_tile_rows;
+      const std::uint8_t* row = w.row(r);
+      for (index_t j = 0; j < w.cols; ++j) {
+        const unsigned u = ref::get_code<G>(row, j);
+        for (int p = 0; p < F::bits; ++p)
+          if ((u >> p) & 1u)
+            codes_[static_cast<std::size_t>(bit_byte(t, chunks, i, j, p))] |=
+                static_cast<std::uint8_t>(1u << bit_shift(j));
+      }
+      for (index_t g = 0; g < groups; ++g) {
+        const std::size_t at = static_cast<std::size_t>((t * groups + g) * lut_tile_rows + i);
+        scales_[at] = w.scales[r * groups + g];
+        if constexpr (F::zero_point)
+          zeros_[at] = w.zeros[r * groups + g];
+      }
+    }
+    return status::ok;
+  }
+
+  // Code (r, j) as packed.
+  unsigned code(index_t r, index_t j) const noexcept {
+    const index_t t = r / lut_tile_rows, i = r % lut_tile_rows;
+    unsigned u = 0;
+    for (int p = 0; p < F::bits; ++p)
+      u |= ((codes_[static_cast<std::size_t>(bit_byte(t, view().chunks(), i, j, p))] >>
+             bit_shift(j)) &
+            1u)
+           << p;
+    return u;
+  }
+
+  lut_view<F> view() const noexcept {
+    return {codes_.data(), scales_.data(), F::zero_point ? zeros_.data() : nullptr, rows_, cols_};
+  }
+  index_t rows() const noexcept { return rows_; }
+  index_t cols() const noexcept { return cols_; }
+
+private:
+  // Where bit `p` of code (32 * t + i, j) lives (see the layout above).
+  static index_t bit_byte(index_t t, index_t chunks, index_t i, index_t j, int p) noexcept {
+    const index_t c = j / chunk_codes, s = j % chunk_codes / 4;
+    return ((t * chunks + c) * F::bits + p) * 128 + s / 2 * 32 + i;
+  }
+  static int bit_shift(index_t j) noexcept {
+    return static_cast<int>(j % chunk_codes / 4 % 2 * 4 + j % 4);
+  }
+
+  std::vector<std::uint8_t> codes_;
+  std::vector<scale_type> scales_;
+  std::vector<scale_type> zeros_;
+  index_t rows_ = 0;
+  index_t cols_ = 0;
+};
+
+// A lut_view for the run-time dispatch library: the format as a descriptor (its layout is
+// ignored: a lut_matrix has one layout of its own).
+struct any_lut_view {
+  format_desc format;
+  const void* codes = nullptr;
+  const void* scales = nullptr;
+  const void* zeros = nullptr;
+  index_t rows = 0;
+  index_t cols = 0;
+};
+
+template <class F>
+any_lut_view erase(const lut_view<F>& v) noexcept {
+  return {describe<F>(), v.codes, v.scales, v.zeros, v.rows, v.cols};
+}
+
+namespace detail {
+
+// What a tile kernel needs of a lut_matrix, with the group size as a run-time chunk count, so
+// one kernel serves every group size of a (bits, zero point, scale type).
+template <class Scale>
+struct lut_weights {
+  const std::uint8_t* codes;
+  const Scale* scales;
+  const Scale* zeros;
+  index_t rows, cols, chunks, groups, chunks_per_group, tiles, tile_bytes;
+};
+
+// The tile stream is read once, front to back, in 128- or 256-byte chunks; tiles are contiguous,
+// so the prefetcher would follow it, but it restarts at every 4 KiB page. Touching 4 KiB ahead
+// (and the scales 1 KiB ahead) took an out-of-cache q2_g32 GEMV from 700 to 480 us and q1_g32
+// from 380 to 305 us (4096x4096, one thread, AVX2, median of 180 calls over rotating copies).
+inline constexpr index_t lut_prefetch_codes = 4096;
+inline constexpr index_t lut_prefetch_scales = 1024;
+
+// The table of one step (4 activations x): T[e] = sum of x[q] over the set bits q of e, as 16
+// low bytes then 16 high bytes.
+inline void build_table_scalar(const std::int8_t* x, std::uint8_t* out) noexcept {
+  std::int16_t t[16];
+  t[0] = 0;
+  for (int q = 0; q < 4; ++q)
+    for (int e = 0; e < (1 << q); ++e)
+      t[e + (1 << q)] = static_cast<std::int16_t>(t[e] + x[q]);
+  for (int e = 0; e < 16; ++e) {
+    const auto v = static_cast<std::uint16_t>(t[e]);
+    out[e] = static_cast<std::uint8_t>(v & 0xffu);
+    out[16 + e] = static_cast<std::uint8_t>(v >> 8);
+  }
+}
+
+#if defined(__AVX2__)
+// The same with two u8 x s8 dot products: the 4 activations are broadcast, and for entry e the
+// constant bytes are its bits, so entry e's two halves (bits 0-1 against x0, x1 and bits 2-3
+// against x2, x3) land in adjacent 16-bit lanes; a horizontal add joins them, a byte shuffle and
+// a dword permute sort low and high bytes. About 8 instructions a step instead of 60.
+inline void build_table_avx2(const std::int8_t* x, std::uint8_t* out) noexcept {
+  std::int32_t x4;
+  std::memcpy(&x4, x, sizeof x4);
+  const __m256i xb = _mm256_set1_epi32(x4);
+  // Bytes 4i .. 4i+3 are the bits 0..3 of entry i (entries 0-7), then of entry 8 + i.
+  const __m256i bits_lo = _mm256_setr_epi8(0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 0, 0, 1,
+                                           0, 1, 0, 1, 0, 0, 1, 1, 0, 1, 1, 1, 0);
+  const __m256i bits_hi = _mm256_setr_epi8(0, 0, 0, 1, 1, 0, 0, 1, 0, 1, 0, 1, 1, 1, 0, 1, 0, 0, 1,
+                                           1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1);
+  // Entries by 16-bit lane: 0-3, 8-11 | 4-7, 12-15.
+  const __m256i t =
+      _mm256_hadd_epi16(_mm256_maddubs_epi16(bits_lo, xb), _mm256_maddubs_epi16(bits_hi, xb));
+  const __m256i split = _mm256_shuffle_epi8(t, _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5,
+                                                                7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10,
+                                                                12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+  const __m256i sorted =
+      _mm256_permutevar8x32_epi32(split, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), sorted);
+}
+#endif
+
+// Per activation row and chunk, the 8 steps' tables: [n][chunks][step][16 low, 16 high bytes].
+template <class A>
+void build_tables(const activations& act, std::uint8_t* tables) noexcept {
+  const index_t stride = act.chunks * chunk_codes;
+  for (index_t k = 0; k < act.n; ++k) {
+    const std::int8_t* xq = act.xq.data() + k * stride;
+    std::uint8_t* out = tables + k * act.chunks * 256;
+    for (index_t s = 0; s < act.chunks * 8; ++s, out += 32) {
+#if defined(__AVX2__)
+      if constexpr (std::is_base_of<xsimd::avx2, vector_arch<A>>::value) {
+        build_table_avx2(xq + 4 * s, out);
+        continue;
+      }
+#endif
+      build_table_scalar(xq + 4 * s, out);
+    }
+  }
+}
+
+// Group g's affine scale a and offset term a * c of one row (int8 policy: dot_bias is 0 below
+// 8 bits, so the offset is a * c * gsum).
+template <class K, class A, class Scale>
+APLQ_FORCE_INLINE void lut_affine(const Scale* s, const Scale* z, index_t i, float& a,
+                                  float& c) noexcept {
+  using VA = vector_arch<A>;
+  a = K::affine_a(load_scale<VA>(s[i], VA{}));
+  if constexpr (K::zero_point)
+    c = K::affine_c(load_scale<VA>(z[i], VA{}));
+  else
+    c = K::affine_c(0.0f);
+}
+
+// One tile (32 rows from 32 * t) against activation row k, one lookup at a time: the kernel of
+// every ISA without a byte shuffle here, and the reference for the vector one.
+template <class K, class A, class Scale>
+void lut_tile_scalar(const lut_weights<Scale>& w, index_t t, const activations& act,
+                     const std::uint8_t* tables, index_t k, float* y) noexcept {
+  const std::uint8_t* codes = w.codes + t * w.tile_bytes;
+  const Scale* sc = w.scales + t * w.groups * lut_tile_rows;
+  const Scale* zc = K::zero_point ? w.zeros + t * w.groups * lut_tile_rows : nullptr;
+  const float* dx = act.dx.data() + k * act.chunks;
+  const float* gsum = act.gsum.data() + k * act.groups;
+  const std::uint8_t* tab = tables + k * w.chunks * 256;
+  float acc[lut_tile_rows] = {}, off[lut_tile_rows] = {};
+  for (index_t g = 0; g < w.groups; ++g) {
+    float gacc[lut_tile_rows] = {};
+    const index_t end = std::min(w.chunks, (g + 1) * w.chunks_per_group);
+    for (index_t c = g * w.chunks_per_group; c < end; ++c) {
+      for (int i = 0; i < lut_tile_rows; ++i) {
+        int dot = 0;
+        for (int p = 0; p < K::bits; ++p) {
+          const std::uint8_t* blk = codes + (c * K::bits + p) * 128;
+          int part = 0;
+          for (int s = 0; s < 8; ++s) {
+            const unsigned idx = (blk[s / 2 * 32 + i] >> (s % 2 * 4)) & 0xfu;
+            const std::uint8_t* ts = tab + c * 256 + s * 32;
+            part +=
+                static_cast<std::int16_t>(static_cast<std::uint16_t>(ts[idx] | ts[16 + idx] << 8));
+          }
+          dot += part * (1 << p);
+        }
+        gacc[i] += static_cast<float>(dot) * dx[c];
+      }
+    }
+    for (int i = 0; i < lut_tile_rows; ++i) {
+      float a, c;
+      lut_affine<K, A>(sc, zc, g * lut_tile_rows + i, a, c);
+      acc[i] += a * gacc[i];
+      off[i] += a * c * gsum[g];
+    }
+  }
+  const index_t r0 = t * lut_tile_rows;
+  for (index_t i = 0; i < lut_tile_rows && r0 + i < w.rows; ++i)
+    y[k * w.rows + r0 + i] = acc[i] - off[i];
+}
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+template <class Scale>
+APLQ_FORCE_INLINE __m256 lut_load8(const Scale* p) noexcept {
+  if constexpr (std::is_same<Scale, float>::value)
+    return _mm256_loadu_ps(p);
+  else
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// The 16 entries of a step's table in both 128-bit lanes, low or high bytes.
+APLQ_FORCE_INLINE __m256i lut_table(const std::uint8_t* p) noexcept {
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// The AVX2 tile: per step, two byte shuffles look up the low and high bytes of 32 rows' table
+// entries, and unpacking them yields int16 sums, accumulated per chunk in two registers (rows
+// 0-7 and 16-23, rows 8-15 and 24-31: unpacking works within 128-bit lanes).
+template <class K, class Scale>
+void lut_tile_avx2(const lut_weights<Scale>& w, index_t t, const activations& act,
+                   const std::uint8_t* tables, index_t k, float* y) noexcept {
+  const std::uint8_t* codes = w.codes + t * w.tile_bytes;
+  const Scale* sc = w.scales + t * w.groups * lut_tile_rows;
+  const Scale* zc = K::zero_point ? w.zeros + t * w.groups * lut_tile_rows : nullptr;
+  const float* dx = act.dx.data() + k * act.chunks;
+  const float* gsum = act.gsum.data() + k * act.groups;
+  const std::uint8_t* tab = tables + k * w.chunks * 256;
+  constexpr index_t chunk_bytes = K::bits * 128;
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  __m256 acc[4], off[4];
+  for (int v = 0; v < 4; ++v)
+    acc[v] = off[v] = _mm256_setzero_ps();
+  for (index_t g = 0; g < w.groups; ++g) {
+    APLQ_PREFETCH(sc + g * lut_tile_rows + lut_prefetch_scales / sizeof(Scale));
+    if constexpr (sizeof(Scale) * lut_tile_rows > 64)
+      APLQ_PREFETCH(sc + g * lut_tile_rows + (lut_prefetch_scales + 64) / sizeof(Scale));
+    __m256 gacc[4];
+    for (int v = 0; v < 4; ++v)
+      gacc[v] = _mm256_setzero_ps();
+    const index_t end = std::min(w.chunks, (g + 1) * w.chunks_per_group);
+    for (index_t c = g * w.chunks_per_group; c < end; ++c) {
+      const std::uint8_t* chunk = codes + c * chunk_bytes;
+      for (index_t l = 0; l < chunk_bytes; l += 64)
+        APLQ_PREFETCH(chunk + lut_prefetch_codes + l);
+      const std::uint8_t* ts = tab + c * 256;
+      __m256i sa = _mm256_setzero_si256(), sb = _mm256_setzero_si256();
+      for (int p = 0; p < K::bits; ++p) {
+        __m256i pa = _mm256_setzero_si256(), pb = _mm256_setzero_si256();
+        for (int b = 0; b < 4; ++b) {
+          const __m256i v =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(chunk + p * 128 + 32 * b));
+          const __m256i idx[2] = {_mm256_and_si256(v, nibble),
+                                  _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble)};
+          for (int h = 0; h < 2; ++h) {
+            const std::uint8_t* step = ts + (2 * b + h) * 32;
+            const __m256i lo = _mm256_shuffle_epi8(lut_table(step), idx[h]);
+            const __m256i hi = _mm256_shuffle_epi8(lut_table(step + 16), idx[h]);
+            pa = _mm256_add_epi16(pa, _mm256_unpacklo_epi8(lo, hi));
+            pb = _mm256_add_epi16(pb, _mm256_unpackhi_epi8(lo, hi));
+          }
+        }
+        sa = _mm256_add_epi16(sa, _mm256_slli_epi16(pa, p));
+        sb = _mm256_add_epi16(sb, _mm256_slli_epi16(pb, p));
+      }
+      const __m256 d = _mm256_broadcast_ss(dx + c);
+      const __m256i part[4] = {_mm256_cvtepi16_epi32(_mm256_castsi256_si128(sa)),
+                               _mm256_cvtepi16_epi32(_mm256_castsi256_si128(sb)),
+                               _mm256_cvtepi16_epi32(_mm256_extracti128_si256(sa, 1)),
+                               _mm256_cvtepi16_epi32(_mm256_extracti128_si256(sb, 1))};
+      for (int v = 0; v < 4; ++v)
+        gacc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(part[v]), d, gacc[v]);
+    }
+    const __m256 gs = _mm256_broadcast_ss(gsum + g);
+    for (int v = 0; v < 4; ++v) {
+      __m256 a = lut_load8(sc + g * lut_tile_rows + 8 * v);
+      if constexpr (K::affine_a(1.0f) != 1.0f)
+        a = _mm256_mul_ps(a, _mm256_set1_ps(K::affine_a(1.0f)));
+      acc[v] = _mm256_fmadd_ps(a, gacc[v], acc[v]);
+      __m256 c;
+      if constexpr (K::zero_point)
+        c = lut_load8(zc + g * lut_tile_rows + 8 * v);
+      else
+        c = _mm256_set1_ps(K::affine_c(0.0f));
+      off[v] = _mm256_fmadd_ps(_mm256_mul_ps(a, c), gs, off[v]);
+    }
+  }
+  alignas(32) float out[lut_tile_rows];
+  for (int v = 0; v < 4; ++v)
+    _mm256_store_ps(out + 8 * v, _mm256_sub_ps(acc[v], off[v]));
+  const index_t r0 = t * lut_tile_rows;
+  const index_t rows = std::min(lut_tile_rows, w.rows - r0);
+  std::memcpy(y + k * w.rows + r0, out, static_cast<std::size_t>(rows) * sizeof(float));
+}
+#endif
+
+template <class K, class A, class Scale>
+APLQ_FORCE_INLINE void lut_tile(const lut_weights<Scale>& w, index_t t, const activations& act,
+                                const std::uint8_t* tables, index_t k, float* y) noexcept {
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+  if constexpr (std::is_base_of<xsimd::avx2, vector_arch<A>>::value) {
+    lut_tile_avx2<K>(w, t, act, tables, k, y);
+    return;
+  }
+#endif
+  lut_tile_scalar<K, A>(w, t, act, tables, k, y);
+}
+
+// The kernel format of a lut_matrix: bits, zero point and scale type; index-order activations.
+template <int Bits, bool ZeroPoint, class Scale>
+using lut_format = aplq::format<Bits, whole_row, ZeroPoint, Scale, layout::cpu_striped>;
+
+template <class K, class A, class Scale>
+status lut_run(const lut_weights<Scale>& w, const float* x, index_t n, float* y,
+               const options& opt) noexcept {
+  if (n <= 0)
+    return status::invalid_shape;
+  if (x == nullptr || y == nullptr)
+    return status::null_pointer;
+  if (opt.policy != compute::int8)
+    return status::invalid_argument;
+  // Per calling thread, reused across calls (see run in kernel.hpp).
+  thread_local activations act_buffer;
+  thread_local std::vector<std::uint8_t> table_buffer;
+  activations& act = act_buffer;
+  std::vector<std::uint8_t>& tables = table_buffer;
+  if (status s = prepare<K, A>(x, n, w.cols, w.groups, w.chunks_per_group, compute::int8, act);
+      s != status::ok)
+    return s;
+  try {
+    tables.resize(static_cast<std::size_t>(n * w.chunks * 256));
+  } catch (const std::bad_alloc&) {
+    return status::out_of_memory;
+  }
+  build_tables<A>(act, tables.data());
+  const index_t block = std::max<index_t>(1, w.tiles / 64);
+  const index_t tasks = (w.tiles + block - 1) / block;
+  const std::uint8_t* tab = tables.data();
+  auto task = [&](index_t b) noexcept {
+    const index_t t1 = std::min(w.tiles, (b + 1) * block);
+    for (index_t t = b * block; t < t1; ++t)
+      for (index_t k = 0; k < n; ++k)
+        lut_tile<K, A>(w, t, act, tab, k, y);
+  };
+  thread_pool::global().run(opt.threads, tasks, task);
+  return status::ok;
+}
+
+template <class Scale>
+lut_weights<Scale> lut_weights_of(const Scale* scales, const Scale* zeros,
+                                  const std::uint8_t* codes, int bits, int group, index_t rows,
+                                  index_t cols) noexcept {
+  const index_t chunks = (cols + chunk_codes - 1) / chunk_codes;
+  const index_t cpg = group == whole_row ? chunks : group / chunk_codes;
+  const index_t tiles = (rows + lut_tile_rows - 1) / lut_tile_rows;
+  return {codes,
+          scales,
+          zeros,
+          rows,
+          cols,
+          chunks,
+          (chunks + cpg - 1) / cpg,
+          cpg,
+          tiles,
+          chunks * bits * 128};
+}
+
+} // namespace detail
+
+// Y [n][rows] = X [n][cols] W^T with the int8 policy, by table lookup, on architecture A.
+// opt.policy must be compute::int8 (the tables are integer sums of int8 activations); the exact
+// policy is the plain kernels' (cpu::gemm on a qmatrix_view). Results do not depend on the
+// thread count.
+template <class A, class F>
+status gemm(const lut_view<F>& w, const float* x, index_t n, float* y,
+            const options& opt = {1, compute::int8}) noexcept {
+  if (status s = w.validate(); s != status::ok)
+    return s;
+  using S = typename F::scale_type;
+  const auto k =
+      detail::lut_weights_of<S>(w.scales, w.zeros, w.codes, F::bits, F::group, w.rows, w.cols);
+  return detail::lut_run<detail::lut_format<F::bits, F::zero_point, S>, A>(k, x, n, y, opt);
+}
+
+template <class A, class F>
+status gemv(const lut_view<F>& w, const float* x, float* y,
+            const options& opt = {1, compute::int8}) noexcept {
+  return gemm<A>(w, x, 1, y, opt);
+}
+
+// The same for a run-time format (what the dispatch library instantiates once per ISA): formats
+// other than 1- and 2-bit ones give status::unsupported_format.
+template <class A>
+status gemm(const any_lut_view& w, const float* x, index_t n, float* y,
+            const options& opt = {1, compute::int8}) noexcept {
+  const format_desc& d = w.format;
+  if ((d.bits != 1 && d.bits != 2) ||
+      (d.group != whole_row && d.group != 32 && d.group != 64 && d.group != 128 &&
+       d.group != 256) ||
+      (d.scale != scale_kind::f32 && d.scale != scale_kind::f16))
+    return status::unsupported_format;
+  if (w.rows <= 0 || w.cols <= 0)
+    return status::invalid_shape;
+  if (w.codes == nullptr || w.scales == nullptr || (d.zero_point && w.zeros == nullptr))
+    return status::null_pointer;
+  const auto* codes = static_cast<const std::uint8_t*>(w.codes);
+  auto go = [&](auto bits, auto zp, auto scale) {
+    using S = decltype(scale);
+    constexpr int B = decltype(bits)::value;
+    constexpr bool Z = decltype(zp)::value;
+    const auto k =
+        detail::lut_weights_of<S>(static_cast<const S*>(w.scales), static_cast<const S*>(w.zeros),
+                                  codes, B, d.group, w.rows, w.cols);
+    return detail::lut_run<detail::lut_format<B, Z, S>, A>(k, x, n, y, opt);
+  };
+  using one = std::integral_constant<int, 1>;
+  using two = std::integral_constant<int, 2>;
+  using yes = std::true_type;
+  using no = std::false_type;
+  const bool f16 = d.scale == scale_kind::f16;
+  if (d.bits == 1)
+    return d.zero_point ? (f16 ? go(one{}, yes{}, half{}) : go(one{}, yes{}, 0.0f))
+                        : (f16 ? go(one{}, no{}, half{}) : go(one{}, no{}, 0.0f));
+  return d.zero_point ? (f16 ? go(two{}, yes{}, half{}) : go(two{}, yes{}, 0.0f))
+                      : (f16 ? go(two{}, no{}, half{}) : go(two{}, no{}, 0.0f));
+}
+
+} // namespace cpu
+} // namespace aplq

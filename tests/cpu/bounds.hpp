@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CPU kernels' error bounds against aplq::ref, shared by the kernel tests (cpu/kernel.cpp,
+// cpu/lut.cpp), and the helpers that check outputs element by element.
+#pragma once
+
+#include "../testing.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+
+namespace aplq_test {
+
+using namespace aplq;
+
+// The int8 policy's error bound. The kernel multiplies the quantized weights with x' = dx * xq,
+// where per 32-element chunk dx = max|x| / 127 and xq = round(x / dx), so |x - x'| <= dx / 2 and
+//   |y_int8 - y_exact| <= sum_j |w_j| * dx_j / 2.
+// On top comes f32 rounding of the integer sums' scaling and the zero-point correction, bounded
+// by 1e-5 * sum_j |a_j| * 2^bits * (|x_j| + dx_j), where a_j is the group's affine scale.
+// With rounding_only, just the f32 part: how far two f32 evaluations of the same integer dots
+// (the plain int8 kernels and the table-lookup ones) may differ.
+template <class F>
+std::vector<double> int8_bound(const qmatrix_view<F>& w, const std::vector<float>& x, index_t n,
+                               bool rounding_only = false) {
+  std::vector<double> bound(static_cast<std::size_t>(n * w.rows));
+  const index_t k = w.cols;
+  for (index_t i = 0; i < n; ++i) {
+    std::vector<double> dx(static_cast<std::size_t>(k));
+    for (index_t c = 0; c < k; c += 32) {
+      double amax = 0.0;
+      for (index_t j = c; j < std::min(k, c + 32); ++j)
+        amax = std::max(amax, std::fabs(static_cast<double>(x[i * k + j])));
+      for (index_t j = c; j < std::min(k, c + 32); ++j)
+        dx[j] = amax / 127.0;
+    }
+    for (index_t r = 0; r < w.rows; ++r) {
+      double act = 0.0, rounding = 0.0;
+      for (index_t j = 0; j < k; ++j) {
+        const index_t g = r * w.groups() + j / F::group_size(k);
+        const double a = std::fabs(F::affine_a(to_float(w.scales[g])));
+        act += std::fabs(ref::weight(w, r, j)) * dx[j] / 2.0;
+        rounding += a * (1 << F::bits) * (std::fabs(x[i * k + j]) + dx[j]);
+      }
+      bound[i * w.rows + r] = (rounding_only ? 0.0 : act) + 1e-5 * rounding + 1e-30;
+    }
+  }
+  return bound;
+}
+
+// The exact policy's per-output bound: the forward error of the kernel's blocked f32 summation
+// (a chunk's 32/W products, up to 32 chunks per block, K/1024 blocks, the lane reduction and the
+// scaling) is at most depth * 2^-24 * sum_j |w_j x_j|.
+template <class F>
+std::vector<double> exact_bound(const qmatrix_view<F>& w, const std::vector<float>& x, index_t n) {
+  std::vector<double> bound(static_cast<std::size_t>(n * w.rows));
+  const double depth = 48.0 + static_cast<double>(w.cols) / 1024.0;
+  for (index_t i = 0; i < n; ++i)
+    for (index_t r = 0; r < w.rows; ++r) {
+      double mag = 0.0;
+      for (index_t j = 0; j < w.cols; ++j)
+        mag += std::fabs(ref::weight(w, r, j) * x[i * w.cols + j]);
+      bound[i * w.rows + r] = depth * std::ldexp(1.0, -24) * mag + 1e-30;
+    }
+  return bound;
+}
+
+// The first output outside its bound (-1: none), with by how much.
+template <class Y>
+std::pair<index_t, double> worst_outside(const std::vector<Y>& y, const std::vector<double>& expect,
+                                         const std::vector<double>& bound) {
+  std::pair<index_t, double> worst{-1, 0.0};
+  for (std::size_t i = 0; i < y.size(); ++i) {
+    const double err = std::fabs(static_cast<double>(y[i]) - expect[i]);
+    if (!(err <= bound[i]) && (worst.first < 0 || !(err - bound[i] <= worst.second)))
+      worst = {static_cast<index_t>(i), err - bound[i]};
+  }
+  return worst;
+}
+
+inline std::vector<float> poisoned(index_t n) {
+  return std::vector<float>(static_cast<std::size_t>(n), std::numeric_limits<float>::quiet_NaN());
+}
+
+} // namespace aplq_test

@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: Apache-2.0
+// The table-lookup kernels (cpu/lut.hpp) against aplq::ref: every 1- and 2-bit format on shapes
+// off the 32-row tile and the 32-column chunk, every ISA this CPU runs, GEMV and GEMM; the repack
+// read back code by code; the plain int8 kernels agree up to f32 rounding; results independent of
+// the thread count; the output written exactly where it belongs; bad arguments rejected.
+#include "../testing.hpp"
+#include "bounds.hpp"
+
+#include <cstring>
+
+namespace {
+
+using namespace aplq;
+using namespace aplq_test;
+
+struct shape {
+  index_t m, k;
+};
+// M = 1, 31, 33, 65 and 40: one tile mostly padding, one short, one over, several; K off the
+// chunk (31, 100, 257, 4099) and a whole 1000.
+constexpr shape shapes[] = {{1, 1}, {31, 100}, {33, 257}, {65, 1000}, {40, 4099}};
+constexpr index_t batch = 3;
+constexpr index_t guard = 16; // outputs past the end that must stay untouched
+
+template <class F>
+void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatch::isa>& isas) {
+  using Seq = typename F::template with_layout<layout::sequential>;
+  using Str = typename F::template with_layout<layout::cpu_striped>;
+  rng r(salt);
+  const std::vector<float> w = r.normal(sh.m * sh.k, F::zero_point ? 0.4f : 0.0f, 1.0f);
+  const std::vector<float> x = r.normal(batch * sh.k, 0.2f, 1.0f);
+  qmatrix<Seq> q;
+  REQUIRE(quantize<Seq>(w.data(), sh.m, sh.k, q) == status::ok);
+  qmatrix<Str> qs;
+  REQUIRE(repack<Str>(q.view(), qs) == status::ok);
+  const std::string where = std::string(name_of<F>().c_str()) + " M=" + std::to_string(sh.m) +
+                            " K=" + std::to_string(sh.k) + " " + seed_note();
+  INFO(where);
+
+  // Packing from either layout gives the same matrix, and every code reads back.
+  cpu::lut_matrix<Seq> lut;
+  REQUIRE(lut.pack(q.view()) == status::ok);
+  cpu::lut_matrix<Seq> lut2;
+  REQUIRE(lut2.pack(qs.view()) == status::ok);
+  const auto v = lut.view(), v2 = lut2.view();
+  REQUIRE(v.tiles() == v2.tiles());
+  CHECK(std::memcmp(v.codes, v2.codes, static_cast<std::size_t>(v.tiles() * v.tile_bytes())) == 0);
+  const std::size_t scale_count = static_cast<std::size_t>(v.tiles() * v.groups() * 32);
+  CHECK(std::memcmp(v.scales, v2.scales, scale_count * sizeof(*v.scales)) == 0);
+  if (F::zero_point)
+    CHECK(std::memcmp(v.zeros, v2.zeros, scale_count * sizeof(*v.zeros)) == 0);
+  index_t wrong = 0;
+  for (index_t i = 0; i < sh.m; ++i)
+    for (index_t j = 0; j < sh.k; ++j)
+      wrong += lut.code(i, j) != ref::get_code<Seq>(q.view().row(i), j);
+  CHECK(wrong == 0);
+
+  std::vector<double> expect(static_cast<std::size_t>(batch * sh.m));
+  REQUIRE(ref::gemm(q.view(), x.data(), batch, expect.data()) == status::ok);
+  const auto bound = int8_bound(q.view(), x, batch);
+  const auto rounding = int8_bound(q.view(), x, batch, true);
+  const auto erased = cpu::erase(v);
+  for (auto isa : isas) {
+    const std::string on = dispatch::isa_name(isa);
+    INFO(on);
+    auto y = poisoned(batch * sh.m + guard);
+    REQUIRE(dispatch::gemm(erased, x.data(), batch, y.data(), {1, compute::int8}, isa) ==
+            status::ok);
+    for (index_t i = 0; i < guard; ++i)
+      CHECK(std::isnan(y[static_cast<std::size_t>(batch * sh.m + i)]));
+    y.resize(static_cast<std::size_t>(batch * sh.m));
+    const auto worst = worst_outside(y, expect, bound);
+    INFO("worst output ", worst.first, " exceeds its bound by ", worst.second);
+    CHECK(worst.first == -1);
+
+    // The plain int8 kernels compute the same integer dots: only f32 rounding may differ.
+    std::vector<float> plain(y.size());
+    REQUIRE(dispatch::gemm(dispatch::erase(q.view()), x.data(), batch, plain.data(),
+                           {1, compute::int8}, isa) == status::ok);
+    std::vector<double> plain_d(plain.begin(), plain.end());
+    CHECK(worst_outside(y, plain_d, rounding).first == -1);
+
+    auto y1 = poisoned(sh.m + guard);
+    REQUIRE(dispatch::gemv(erased, x.data(), y1.data(), {1, compute::int8}, isa) == status::ok);
+    CHECK(std::memcmp(y1.data(), y.data(), static_cast<std::size_t>(sh.m) * sizeof(float)) == 0);
+    CHECK(std::isnan(y1[static_cast<std::size_t>(sh.m)]));
+
+    for (int threads : {2, 7}) {
+      INFO("threads=", threads);
+      auto yt = poisoned(batch * sh.m);
+      REQUIRE(dispatch::gemm(erased, x.data(), batch, yt.data(), {threads, compute::int8}, isa) ==
+              status::ok);
+      CHECK(std::memcmp(yt.data(), y.data(), y.size() * sizeof(float)) == 0);
+    }
+  }
+}
+
+} // namespace
+
+TEST_CASE("cpu/lut: every 1- and 2-bit format and ISA against the oracle") {
+  const auto isas = available_isas();
+  REQUIRE_FALSE(isas.empty());
+  std::uint64_t salt = 5000;
+  for (auto desc : all_formats()) {
+    if (desc.bits > 2 || desc.layout != layout_kind::sequential)
+      continue;
+    for (const auto& sh : shapes) {
+      ++salt;
+      REQUIRE(visit_format(desc, [&](auto f) {
+                if constexpr (decltype(f)::bits <= 2)
+                  check_format<decltype(f)>(sh, salt, isas);
+                return status::ok;
+              }) == status::ok);
+    }
+  }
+}
+
+// The header-only entry points, on the architecture this file is compiled for.
+TEST_CASE_TEMPLATE("cpu/lut, static dispatch: header-only entry points against the oracle", F,
+                   q1_g32, format<2, 64, true, half>, format<1, whole_row, true, float>) {
+  rng r(6006);
+  const index_t m = 45, k = 333, n = 2;
+  const auto w = r.normal(m * k), x = r.normal(n * k);
+  qmatrix<F> q;
+  REQUIRE(quantize<F>(w.data(), m, k, q) == status::ok);
+  cpu::lut_matrix<F> lut;
+  REQUIRE(lut.pack(q.view()) == status::ok);
+  std::vector<double> expect(static_cast<std::size_t>(n * m));
+  REQUIRE(ref::gemm(q.view(), x.data(), n, expect.data()) == status::ok);
+  const auto bound = int8_bound(q.view(), x, n);
+  const std::string where = std::string(name_of<F>().c_str()) + " " + seed_note();
+  INFO(where);
+  auto y = poisoned(n * m);
+  REQUIRE(gemm(lut.view(), x.data(), n, y.data(), {2, compute::int8}) == status::ok);
+  CHECK(worst_outside(y, expect, bound).first == -1);
+  auto y1 = poisoned(m);
+  REQUIRE(gemv(lut.view(), x.data(), y1.data()) == status::ok);
+  CHECK(std::memcmp(y1.data(), y.data(), static_cast<std::size_t>(m) * sizeof(float)) == 0);
+}
+
+TEST_CASE("cpu/lut: bad arguments return a status and leave the output alone") {
+  using F = format<2, 32, true>;
+  rng r(7007);
+  const auto w = r.normal(8 * 64), x = r.normal(64);
+  qmatrix<F> q;
+  REQUIRE(quantize<F>(w.data(), 8, 64, q) == status::ok);
+  cpu::lut_matrix<F> lut;
+  REQUIRE(lut.pack(q.view()) == status::ok);
+  const auto good = lut.view();
+  std::vector<float> y(8, 42.0f);
+  auto untouched = [&] {
+    for (float e : y)
+      if (e != 42.0f)
+        return false;
+    return true;
+  };
+
+  // The exact policy is not a table lookup; the plain kernels serve it.
+  CHECK(gemv(good, x.data(), y.data(), {1, compute::exact}) == status::invalid_argument);
+  CHECK(gemv(good, x.data(), y.data(), {1, static_cast<compute>(7)}) == status::invalid_argument);
+  auto v = good;
+  v.codes = nullptr;
+  CHECK(gemv(v, x.data(), y.data()) == status::null_pointer);
+  v = good;
+  v.zeros = nullptr;
+  CHECK(gemv(v, x.data(), y.data()) == status::null_pointer);
+  CHECK(gemv(good, nullptr, y.data()) == status::null_pointer);
+  CHECK(gemv(good, x.data(), nullptr) == status::null_pointer);
+  v = good;
+  v.rows = 0;
+  CHECK(gemv(v, x.data(), y.data()) == status::invalid_shape);
+  CHECK(gemm(good, x.data(), 0, y.data()) == status::invalid_shape);
+
+  // Through the run-time dispatch: formats the table lookup does not serve, and an ISA this
+  // build or CPU lacks.
+  const auto e = cpu::erase(good);
+  for (auto bad : {format_desc{4, 32, true}, format_desc{8, 32}, format_desc{2, 48, true},
+                   format_desc{1, 32, false, static_cast<scale_kind>(5)}}) {
+    auto eb = e;
+    eb.format = bad;
+    CHECK(dispatch::gemv(eb, x.data(), y.data()) == status::unsupported_format);
+  }
+  CHECK(dispatch::gemv(e, x.data(), y.data(), {1, compute::exact}) == status::invalid_argument);
+  for (int i = 0; i < dispatch::isa_count; ++i)
+    if (!dispatch::available(static_cast<dispatch::isa>(i)))
+      CHECK(dispatch::gemv(e, x.data(), y.data(), {1, compute::int8},
+                           static_cast<dispatch::isa>(i)) == status::unsupported_arch);
+  CHECK(untouched());
+
+  // Packing checks its source like every entry point.
+  qmatrix_view<F> bad = q.view();
+  bad.scales = nullptr;
+  cpu::lut_matrix<F> other;
+  CHECK(other.pack(bad) == status::null_pointer);
+}
