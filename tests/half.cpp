@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// binary16 conversions, exhaustively: every half survives half -> float -> half, and every
-// midpoint between neighbouring halves rounds to the even one (round to nearest even).
+// binary16 and bfloat16 conversions, exhaustively: every pattern survives -> float -> back, and
+// every midpoint between neighbouring values rounds to the even one (round to nearest even).
 #include "testing.hpp"
 
 #include <cstring>
@@ -63,4 +63,29 @@ TEST_CASE("half: midpoints round to even, neighbours of midpoints to the nearer 
     CHECK(aplq::float_to_half(as_float(bits_of(mid) - 1)).bits == a);
     CHECK(aplq::float_to_half(as_float(bits_of(mid) + 1)).bits == a + 1);
   }
+}
+
+TEST_CASE("bfloat16: every bit pattern round-trips; midpoints round to even") {
+  using aplq::bfloat16;
+  for (std::uint32_t b = 0; b < 0x10000u; ++b) {
+    const float f = aplq::bfloat16_to_float(bfloat16{static_cast<std::uint16_t>(b)});
+    INFO("bfloat16 bits ", b);
+    CHECK(bits_of(f) == b << 16); // widening is exact
+    if (std::isnan(f)) {
+      CHECK(std::isnan(aplq::bfloat16_to_float(aplq::float_to_bfloat16(f))));
+      continue;
+    }
+    CHECK(aplq::float_to_bfloat16(f).bits == b);
+    // Between this pattern and the next one of the same sign: the midpoint rounds to the even
+    // one, its neighbours to the nearer (no next one past the largest finite magnitude).
+    if ((b & 0x7fffu) >= 0x7f7fu)
+      continue;
+    const std::uint32_t mid = (b << 16) | 0x8000u;
+    const std::uint32_t even = (b % 2 == 0) ? b : b + 1;
+    CHECK(aplq::float_to_bfloat16(as_float(mid)).bits == even);
+    CHECK(aplq::float_to_bfloat16(as_float(mid - 1)).bits == b);
+    CHECK(aplq::float_to_bfloat16(as_float(mid + 1)).bits == b + 1);
+  }
+  CHECK(aplq::float_to_bfloat16(std::numeric_limits<float>::max()).bits == 0x7f80u); // to Inf
+  CHECK(aplq::float_to_bfloat16(-std::numeric_limits<float>::infinity()).bits == 0xff80u);
 }

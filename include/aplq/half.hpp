@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// IEEE 754 binary16 storage type for scales and zero points. Conversions are plain bit
-// manipulation (round to nearest even, subnormals, Inf and NaN kept) so that they give the same
-// bits on the host, on the device and in the oracle; kernels may use F16C or CUDA intrinsics,
-// which round the same way.
+// IEEE 754 binary16 storage type for scales and zero points (and bfloat16 for GPU activations).
+// Conversions are plain bit manipulation (round to nearest even, subnormals, Inf and NaN kept) so
+// that they give the same bits on the host, on the device and in the oracle; kernels may use F16C
+// or CUDA intrinsics, which round the same way.
 #pragma once
 
 #include <cstring>
@@ -65,9 +65,33 @@ APLQ_HOST_DEVICE inline half float_to_half(float f) noexcept {
   return half{static_cast<std::uint16_t>(sign | (rounded >> 13))};
 }
 
-// Uniform access for the two scale types.
+// bfloat16, the upper half of a binary32 (GPU activations): widening is exact, narrowing rounds
+// to nearest even, Inf stays Inf and NaN stays a quiet NaN.
+struct bfloat16 {
+  std::uint16_t bits = 0;
+};
+
+APLQ_HOST_DEVICE inline float bfloat16_to_float(bfloat16 b) noexcept {
+  const std::uint32_t x = static_cast<std::uint32_t>(b.bits) << 16;
+  float f;
+  std::memcpy(&f, &x, sizeof f);
+  return f;
+}
+
+APLQ_HOST_DEVICE inline bfloat16 float_to_bfloat16(float f) noexcept {
+  std::uint32_t x;
+  std::memcpy(&x, &f, sizeof x);
+  if ((x & 0x7fffffffu) > 0x7f800000u)
+    return bfloat16{static_cast<std::uint16_t>((x >> 16) | 0x40u)};
+  // A carry out of the mantissa bumps the exponent, up to Inf: round to nearest even.
+  x += 0x7fffu + ((x >> 16) & 1u);
+  return bfloat16{static_cast<std::uint16_t>(x >> 16)};
+}
+
+// Uniform access for the scale and activation storage types.
 APLQ_HOST_DEVICE inline float to_float(float v) noexcept { return v; }
 APLQ_HOST_DEVICE inline float to_float(half v) noexcept { return half_to_float(v); }
+APLQ_HOST_DEVICE inline float to_float(bfloat16 v) noexcept { return bfloat16_to_float(v); }
 
 template <class Scale>
 APLQ_HOST_DEVICE inline Scale from_float(float v) noexcept {

@@ -2,7 +2,8 @@
 // aplq::cuda::gemv against aplq::ref: every sequential format (bits 1/2/4/8 x groups
 // 32/64/128/256/row x zero point x f32/f16 scales) on odd shapes (1x1, K and rows off the group,
 // byte and 16-byte sizes, large K), 1, 3 and 8 activation rows, rows starting on and off 16-byte
-// boundaries, through the typed and the run-time-format entry points. y is poisoned with NaN
+// boundaries, through the typed and the run-time-format entry points; f32 activations, and f16
+// and bf16 ones for group 128. y is poisoned with NaN
 // before each launch; every output must be written and within the f32 summation bound, and
 // nothing past the outputs may change. Bad arguments give statuses. Fresh data each run
 // (APLQ_TEST_SEED=<n> replays; the seed is printed with every failure).
@@ -74,23 +75,31 @@ constexpr shape shapes[] = {{1, 1}, {3, 37}, {67, 300}, {129, 4100}, {16, 65536}
 constexpr index_t batches[] = {1, 3, 8};
 constexpr index_t guard = 64; // floats past the outputs that must stay untouched
 
-template <class F>
-std::string where(const shape& sh, index_t n, std::size_t offset, bool typed) {
-  return std::string("cuda/gemv/") + name_of<F>().c_str() + (typed ? "/typed" : "/any") +
-         " M=" + std::to_string(sh.m) + " K=" + std::to_string(sh.k) + " N=" + std::to_string(n) +
-         " codes offset=" + std::to_string(offset) + " " + seed_note();
+template <class X>
+const char* activation_name() {
+  return std::is_same<X, float>::value        ? "f32"
+         : std::is_same<X, aplq::half>::value ? "f16"
+                                              : "bf16";
 }
 
-template <class F>
+template <class F, class X>
+std::string where(const shape& sh, index_t n, std::size_t offset, bool typed) {
+  return std::string("cuda/gemv/") + name_of<F>().c_str() + "/x_" + activation_name<X>() +
+         (typed ? "/typed" : "/any") + " M=" + std::to_string(sh.m) + " K=" + std::to_string(sh.k) +
+         " N=" + std::to_string(n) + " codes offset=" + std::to_string(offset) + " " + seed_note();
+}
+
+// Activations of type X (float, half, bfloat16).
+template <class F, class X = float>
 void check_format(const shape& sh, std::uint64_t salt, cudaStream_t stream) {
   using scale_type = typename F::scale_type;
   constexpr index_t max_n = aplq::cuda::gemv_max_n;
   std::mt19937_64 gen(base_seed() ^ (salt * 0x9e3779b97f4a7c15ull));
   cuda_check::gemv_case<F> c;
-  REQUIRE(cuda_check::make_case<F>(sh.m, sh.k, gen, c) == status::ok);
+  REQUIRE(cuda_check::make_case<F, X>(sh.m, sh.k, gen, c) == status::ok);
   const qmatrix<F>& q = c.q;
 
-  const device_array d_x(c.x, 0);
+  const device_array d_x(cuda_check::stored_as<X>(c.x), 0);
   const device_array d_scales(q.scales(), 0);
   const device_array d_zeros(q.zeros(), 0);
   thrust::device_vector<float> d_y(static_cast<std::size_t>(max_n * sh.m + guard));
@@ -101,16 +110,17 @@ void check_format(const shape& sh, std::uint64_t salt, cudaStream_t stream) {
     const qmatrix_view<F> view{d_codes.get<std::uint8_t>(), d_scales.get<scale_type>(),
                                F::zero_point ? d_zeros.get<scale_type>() : nullptr, sh.m, sh.k};
     for (index_t n : batches) {
-      // Typed entry point for aligned codes, the run-time one for the misaligned copy.
-      const bool typed = offset == 0;
-      INFO(where<F>(sh, n, offset, typed));
+      // Typed entry point for aligned codes, the run-time one for the misaligned copy (f32
+      // activations only: the run-time one instantiates every format's kernel).
+      const bool typed = offset == 0 || !std::is_same<X, float>::value;
+      INFO(where<F, X>(sh, n, offset, typed));
       thrust::fill(d_y.begin(), d_y.end(), std::numeric_limits<float>::quiet_NaN());
       REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
       float* d_out = thrust::raw_pointer_cast(d_y.data());
       cudaError_t error = cudaErrorUnknown;
       status s;
       if (typed) {
-        s = aplq::cuda::gemv(view, d_x.get<float>(), n, d_out, stream, &error);
+        s = aplq::cuda::gemv(view, d_x.get<X>(), n, d_out, stream, &error);
       } else {
         const any_qmatrix_view any{describe<F>(), view.codes, view.scales, view.zeros, sh.m, sh.k};
         s = aplq::cuda::gemv(any, d_x.get<float>(), n, d_out, stream, &error);
@@ -144,8 +154,15 @@ void check_bits(int bits) {
         for (const shape& sh : shapes) {
           const status s = visit_format(d, [&](auto fmt) -> status {
             using F = decltype(fmt);
-            if constexpr (std::is_same<typename F::layout_type, layout::sequential>::value)
+            if constexpr (std::is_same<typename F::layout_type, layout::sequential>::value) {
               check_format<F>(sh, ++salt, stream.s);
+              // f16 and bf16 activations: group 128 (with and without zero points, both scale
+              // types) is enough; the activation load is the only part that changes.
+              if constexpr (F::group == 128) {
+                check_format<F, aplq::half>(sh, ++salt, stream.s);
+                check_format<F, aplq::bfloat16>(sh, ++salt, stream.s);
+              }
+            }
             return status::ok;
           });
           REQUIRE(s == status::ok);
@@ -197,8 +214,9 @@ TEST_CASE("cuda/gemv: bad arguments give a status and leave y alone") {
                 [&](cudaError_t* e) { return aplq::cuda::gemv(view, dx, 9, dy, 0, e); });
   expect_status(status::invalid_shape,
                 [&](cudaError_t* e) { return aplq::cuda::gemv(view, dx, -1, dy, 0, e); });
-  expect_status(status::null_pointer,
-                [&](cudaError_t* e) { return aplq::cuda::gemv(view, nullptr, 1, dy, 0, e); });
+  expect_status(status::null_pointer, [&](cudaError_t* e) {
+    return aplq::cuda::gemv(view, static_cast<const float*>(nullptr), 1, dy, 0, e);
+  });
   expect_status(status::null_pointer,
                 [&](cudaError_t* e) { return aplq::cuda::gemv(view, dx, 1, nullptr, 0, e); });
   expect_status(status::invalid_shape, [&](cudaError_t* e) {

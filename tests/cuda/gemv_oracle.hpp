@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 namespace aplq {
@@ -47,13 +48,35 @@ struct gemv_case {
   std::vector<double> bound;
 };
 
+// Activations rounded to the storage type X (float, half or bfloat16) the kernel will read.
+inline float round_to(float v, float) { return v; }
+inline float round_to(float v, half) { return half_to_float(float_to_half(v)); }
+inline float round_to(float v, bfloat16) { return bfloat16_to_float(float_to_bfloat16(v)); }
+
+template <class X>
+std::vector<X> stored_as(const std::vector<float>& v) {
+  std::vector<X> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if constexpr (std::is_same<X, float>::value)
+      out[i] = v[i];
+    else if constexpr (std::is_same<X, half>::value)
+      out[i] = float_to_half(v[i]);
+    else
+      out[i] = float_to_bfloat16(v[i]);
+  }
+  return out;
+}
+
 // Fresh data for a case, or the status that stopped it. Zero-point formats see skewed weights,
-// as real ones are; activations have a mean too.
-template <class F>
+// as real ones are; activations have a mean too, and are rounded to X first, so the oracle sees
+// exactly what the kernel reads.
+template <class F, class X = float>
 status make_case(index_t m, index_t k, std::mt19937_64& gen, gemv_case<F>& c) {
   constexpr index_t max_n = cuda::gemv_max_n;
   const std::vector<float> w = normal(gen, m * k, F::zero_point ? 0.4f : 0.0f);
   c.x = normal(gen, max_n * k, 0.2f);
+  for (float& v : c.x)
+    v = round_to(v, X{});
   if (status s = quantize<F>(w.data(), m, k, c.q); s != status::ok)
     return s;
   const qmatrix_view<F> host = c.q.view();

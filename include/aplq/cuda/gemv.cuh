@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Small-batch GEMV on NVIDIA GPUs for every format of the sequential layout: Y [n][rows] =
-// X [n][cols] W^T for 1 <= n <= 8 activation rows, f32 activations, f32 accumulation. Decoding
+// X [n][cols] W^T for 1 <= n <= 8 activation rows, f32, f16 (aplq::half) or bf16
+// (aplq::bfloat16) activations, f32 accumulation and f32 output. Decoding
 // at batch 1-8 is memory bound, so each warp streams one packed row with 16-byte loads, expands
 // the codes to w = a * (u - c) in registers and FMAs them into up to eight accumulators at once,
 // so the row is read once for all activation rows. Host launchers take a stream and return a
@@ -38,14 +39,24 @@ __device__ APLQ_FORCE_INLINE float load_scale(const half* p) noexcept {
   const auto bits = __ldg(reinterpret_cast<const unsigned short*>(p));
   return __half2float(__ushort_as_half(bits)); // exact, like aplq::half_to_float
 }
+__device__ APLQ_FORCE_INLINE float load_scale(const bfloat16* p) noexcept {
+  const auto bits = __ldg(reinterpret_cast<const unsigned short*>(p));
+  return __uint_as_float(static_cast<unsigned>(bits) << 16); // exact
+}
+
+// The activation types the kernels take: loaded with load_scale, widened exactly to f32.
+template <class X>
+inline constexpr bool is_activation_type =
+    std::is_same<X, float>::value || std::is_same<X, half>::value ||
+    std::is_same<X, bfloat16>::value;
 
 // The state of one lane of the warp that computes output row r.
-template <class F>
+template <class F, class X>
 struct gemv_lane {
   using scale_type = typename F::scale_type;
   const scale_type* scales; // this row's [groups]
   const scale_type* zeros;  // this row's [groups] (zero-point formats)
-  const float* x;           // [n][cols]
+  const X* x;               // [n][cols]
   index_t cols;
   int n;
   index_t group = -1; // the group whose affine form is cached in a, c
@@ -72,7 +83,7 @@ struct gemv_lane {
 #pragma unroll
         for (int i = 0; i < gemv_max_n; ++i)
           if (i < n)
-            part[i] = fmaf(w, __ldg(x + i * cols + j0 + t), part[i]);
+            part[i] = fmaf(w, load_scale(x + i * cols + j0 + t), part[i]);
       }
     }
   }
@@ -82,12 +93,12 @@ struct gemv_lane {
 // chunks and a tail (< 16 bytes). Lanes take chunks round robin; each chunk (and each head or
 // tail byte) is summed on its own before joining the lane's accumulator, which keeps the f32
 // summation depth near 16 * per_byte + chunks / 32 (the test's error bound spells it out).
-template <class F>
+template <class F, class X>
 __global__ void __launch_bounds__(gemv_warps* warp_size)
     gemv_sequential(const std::uint8_t* __restrict__ codes,
                     const typename F::scale_type* __restrict__ scales,
                     const typename F::scale_type* __restrict__ zeros, index_t rows, index_t cols,
-                    const float* __restrict__ x, int n, float* __restrict__ y) {
+                    const X* __restrict__ x, int n, float* __restrict__ y) {
   using reduce = cub::WarpReduce<float>;
   __shared__ typename reduce::TempStorage temp[gemv_warps];
   const int warp = static_cast<int>(threadIdx.x) / warp_size;
@@ -99,7 +110,7 @@ __global__ void __launch_bounds__(gemv_warps* warp_size)
   const index_t rb = F::row_bytes(cols);
   const index_t groups = F::groups(cols);
   const std::uint8_t* row = codes + r * rb; // [rb] bytes
-  gemv_lane<F> st{scales + r * groups, F::zero_point ? zeros + r * groups : nullptr, x, cols, n};
+  gemv_lane<F, X> st{scales + r * groups, F::zero_point ? zeros + r * groups : nullptr, x, cols, n};
 
   float acc[gemv_max_n];
 #pragma unroll
@@ -169,15 +180,18 @@ inline status launched(cudaError_t* error) noexcept {
 
 } // namespace detail
 
-// y [n][rows] = x [n][cols] W^T on `stream`, for 1 <= n <= 8. The view's arrays, x and y are
-// device pointers; y is written in full, nothing else is. Returns invalid_shape (bad size, n
-// outside 1..8), null_pointer, unsupported_format (a layout other than sequential) or
+// y [n][rows] = x [n][cols] W^T on `stream`, for 1 <= n <= 8, x of float, aplq::half or
+// aplq::bfloat16 (bit-compatible with CUDA's __half and __nv_bfloat16), y in float. The view's
+// arrays, x and y are device pointers; y is written in full, nothing else is. Returns invalid_shape
+// (bad size, n outside 1..8), null_pointer, unsupported_format (a layout other than sequential) or
 // device_error, with the cudaError_t of the failed launch stored through `error` when given
 // (cudaSuccess otherwise). The launch is asynchronous: errors raised while the kernel runs show
 // at the next synchronizing call, as with any CUDA kernel.
-template <class F>
-status gemv(const qmatrix_view<F>& w, const float* x, index_t n, float* y, cudaStream_t stream = 0,
+template <class F, class X>
+status gemv(const qmatrix_view<F>& w, const X* x, index_t n, float* y, cudaStream_t stream = 0,
             cudaError_t* error = nullptr) noexcept {
+  static_assert(detail::is_activation_type<X>,
+                "aplq::cuda::gemv: activations are float, aplq::half or aplq::bfloat16");
   if (error != nullptr)
     *error = cudaSuccess;
   if constexpr (!std::is_same<typename F::layout_type, layout::sequential>::value) {
@@ -192,7 +206,7 @@ status gemv(const qmatrix_view<F>& w, const float* x, index_t n, float* y, cudaS
     const unsigned blocks = detail::gemv_blocks(w.rows);
     if (blocks == 0)
       return status::invalid_shape;
-    detail::gemv_sequential<F><<<blocks, detail::gemv_warps * detail::warp_size, 0, stream>>>(
+    detail::gemv_sequential<F, X><<<blocks, detail::gemv_warps * detail::warp_size, 0, stream>>>(
         w.codes, w.scales, w.zeros, w.rows, w.cols, x, static_cast<int>(n), y);
     return detail::launched(error);
   }
@@ -201,8 +215,9 @@ status gemv(const qmatrix_view<F>& w, const float* x, index_t n, float* y, cudaS
 // The same for a format described at run time; layouts other than sequential are
 // unsupported_format. A template only so that the kernels of every format are instantiated in
 // the translation units that call it, not in every one that includes this header.
-template <class View, std::enable_if_t<std::is_same<View, any_qmatrix_view>::value, int> = 0>
-status gemv(const View& w, const float* x, index_t n, float* y, cudaStream_t stream = 0,
+template <class View, class X,
+          std::enable_if_t<std::is_same<View, any_qmatrix_view>::value, int> = 0>
+status gemv(const View& w, const X* x, index_t n, float* y, cudaStream_t stream = 0,
             cudaError_t* error = nullptr) noexcept {
   if (error != nullptr)
     *error = cudaSuccess;
