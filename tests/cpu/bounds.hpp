@@ -6,6 +6,7 @@
 #include "../testing.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <utility>
 
@@ -76,6 +77,17 @@ std::pair<index_t, double> worst_outside(const std::vector<Y>& y, const std::vec
       worst = {static_cast<index_t>(i), err - bound[i]};
   }
   return worst;
+}
+
+// Calls run(threads, y) for 2 and 7 threads; each must give `expect` bit for bit.
+template <class Run>
+void check_thread_counts(const std::vector<float>& expect, Run&& run) {
+  for (int threads : {2, 7}) {
+    INFO("threads=", threads);
+    std::vector<float> y(expect.size(), std::numeric_limits<float>::quiet_NaN());
+    REQUIRE(run(threads, y.data()) == status::ok);
+    CHECK(std::memcmp(y.data(), expect.data(), y.size() * sizeof(float)) == 0);
+  }
 }
 
 inline std::vector<float> poisoned(index_t n) {

@@ -264,17 +264,37 @@ APLQ_FORCE_INLINE void lut_affine(const Scale* s, const Scale* z, index_t i, flo
     c = K::affine_c(0.0f);
 }
 
+// What tile t needs against activation row k: its codes, scales and zero points, and the row's
+// activation scales, group sums and tables.
+template <class Scale>
+struct lut_tile_inputs {
+  const std::uint8_t* codes;
+  const Scale* scales;
+  const Scale* zeros;
+  const float* dx;
+  const float* gsum;
+  const std::uint8_t* tables;
+};
+
+template <bool ZeroPoint, class Scale>
+APLQ_FORCE_INLINE lut_tile_inputs<Scale>
+lut_tile_at(const lut_weights<Scale>& w, index_t t, const activations& act,
+            const std::uint8_t* tables, index_t k) noexcept {
+  const index_t scales_at = t * w.groups * lut_tile_rows;
+  return {w.codes + t * w.tile_bytes,
+          w.scales + scales_at,
+          ZeroPoint ? w.zeros + scales_at : nullptr,
+          act.dx.data() + k * act.chunks,
+          act.gsum.data() + k * act.groups,
+          tables + k * w.chunks * 256};
+}
+
 // One tile (32 rows from 32 * t) against activation row k, one lookup at a time: the kernel of
 // every ISA without a byte shuffle here, and the reference for the vector one.
 template <class K, class A, class Scale>
 void lut_tile_scalar(const lut_weights<Scale>& w, index_t t, const activations& act,
                      const std::uint8_t* tables, index_t k, float* y) noexcept {
-  const std::uint8_t* codes = w.codes + t * w.tile_bytes;
-  const Scale* sc = w.scales + t * w.groups * lut_tile_rows;
-  const Scale* zc = K::zero_point ? w.zeros + t * w.groups * lut_tile_rows : nullptr;
-  const float* dx = act.dx.data() + k * act.chunks;
-  const float* gsum = act.gsum.data() + k * act.groups;
-  const std::uint8_t* tab = tables + k * w.chunks * 256;
+  const auto [codes, sc, zc, dx, gsum, tab] = lut_tile_at<K::zero_point>(w, t, act, tables, k);
   float acc[lut_tile_rows] = {}, off[lut_tile_rows] = {};
   for (index_t g = 0; g < w.groups; ++g) {
     float gacc[lut_tile_rows] = {};
@@ -328,12 +348,7 @@ APLQ_FORCE_INLINE __m256i lut_table(const std::uint8_t* p) noexcept {
 template <class K, class Scale>
 void lut_tile_avx2(const lut_weights<Scale>& w, index_t t, const activations& act,
                    const std::uint8_t* tables, index_t k, float* y) noexcept {
-  const std::uint8_t* codes = w.codes + t * w.tile_bytes;
-  const Scale* sc = w.scales + t * w.groups * lut_tile_rows;
-  const Scale* zc = K::zero_point ? w.zeros + t * w.groups * lut_tile_rows : nullptr;
-  const float* dx = act.dx.data() + k * act.chunks;
-  const float* gsum = act.gsum.data() + k * act.groups;
-  const std::uint8_t* tab = tables + k * w.chunks * 256;
+  const auto [codes, sc, zc, dx, gsum, tab] = lut_tile_at<K::zero_point>(w, t, act, tables, k);
   constexpr index_t chunk_bytes = K::bits * 128;
   const __m256i nibble = _mm256_set1_epi8(0x0f);
   __m256 acc[4], off[4];
