@@ -198,6 +198,34 @@ TEST_CASE("validate/validate_layer: the dispatch kernels pass on every ISA") {
       }
 }
 
+TEST_CASE("validate/validate_layer: a kernel runs only for the formats and policies it serves") {
+  v::kernel k = dispatch_kernel(dispatch::selected());
+  int calls = 0;
+  const v::kernel_fn inner = k.run;
+  k.run = [&calls, inner](const any_qmatrix_view& w, const float* x, index_t n, float* y,
+                          const options& opt) {
+    ++calls;
+    return inner(w, x, n, y, opt);
+  };
+  k.serves = [](const format_desc& f, compute p) { return f.bits <= 2 && p == compute::int8; };
+  const layer_data d(7102, 33, 100, 2);
+  for (int bits : {1, 4}) {
+    INFO("bits ", bits, " ", seed_note());
+    v::layer_result r;
+    REQUIRE(v::validate_layer("served", d.w.data(), d.rows, d.cols, d.x.data(), d.n,
+                              format_desc{bits, 32}, {k}, r, {1}) == status::ok);
+    if (bits == 1) {
+      REQUIRE(r.kernels.size() == 1);
+      CHECK(r.kernels[0].policy == compute::int8);
+      CHECK(r.kernels[0].result.pass());
+    } else {
+      CHECK(r.kernels.empty());
+      CHECK(r.checks() == 1); // the quantization check alone
+    }
+  }
+  CHECK(calls == 1);
+}
+
 TEST_CASE("validate/validate_layer: a kernel given wrong scales fails, the quantization check "
           "does not") {
   const layer_data d(7201, 37, 300, 8);

@@ -342,9 +342,18 @@ struct attention_result : result_base {
 using kernel_fn = std::function<status(const any_qmatrix_view& w, const float* x, index_t n,
                                        float* y, const options& opt)>;
 
+// serves: the formats and policies the kernel computes (a kernel made for some of them, such as
+// the table lookup of 1- and 2-bit formats); empty means every one.
 struct kernel {
+  using serves_fn = std::function<bool(const format_desc&, compute)>;
+  kernel() = default;
+  kernel(std::string name_, kernel_fn run_, serves_fn serves_ = {})
+      : name(std::move(name_)), run(std::move(run_)), serves(std::move(serves_)) {}
+
   std::string name;
   kernel_fn run;
+  serves_fn serves;
+  bool runs(const format_desc& f, compute p) const { return !serves || serves(f, p); }
 };
 
 struct settings {
@@ -431,6 +440,8 @@ status check_layer(const qmatrix_view<F>& q, const float* original, const float*
   std::vector<float> y;
   for (const auto& k : kernels)
     for (compute p : s.policies) {
+      if (!k.runs(f, p))
+        continue;
       if (status st = run_kernel(k, erased, x, n, p, s.threads, y); st != status::ok)
         return st;
       out.kernels.push_back({k.name, p, {rel_l2(y, y_ref), kernel_tolerance(f, p, samples)}});
@@ -608,6 +619,8 @@ status check_attention(const attention_weights& w, index_t dim, index_t heads, c
   std::vector<float> proj[3], y;
   for (const auto& k : kernels)
     for (compute p : s.policies) {
+      if (!k.runs(f, p))
+        continue;
       for (int i = 0; i < 3; ++i)
         if (status st = run_kernel(k, erase(qm[i].view()), x, tokens, p, s.threads, proj[i]);
             st != status::ok)

@@ -112,10 +112,16 @@ def main():
         if again != report:
             fail("--json to stdout differs from --json PATH")
 
-        # One named ISA: one kernel.
-        rc, out, err = run(tool, "--quick", "--isa", report["kernels"][-1], "--json")
-        if rc != 0 or json.loads(out)["kernels"] != [report["kernels"][-1]]:
-            fail("--isa %s: exit %d, stderr %r" % (report["kernels"][-1], rc, err))
+        # One named ISA: its plain kernels and its table lookup.
+        isa = report["kernels"][0]
+        rc, out, err = run(tool, "--quick", "--isa", isa, "--json")
+        if rc != 0 or json.loads(out)["kernels"] != [isa, isa + "-lut"]:
+            fail("--isa %s: exit %d, stderr %r" % (isa, rc, err))
+        # The table lookup checks 1- and 2-bit formats under the int8 policy, and nothing else.
+        lut = [(e["format"]["bits"], k["policy"]) for e in report["layers"] + report["attention"]
+               for k in e["kernels"] if k["kernel"].endswith("-lut")]
+        if not lut or any(p != "int8" or b > 2 for b, p in lut):
+            fail("table-lookup checks: %r" % lut[:4])
 
         fpath = os.path.join(tmp, "fault.json")
         rc, text, err = run(tool, "--quick", "--inject-fault", "wrong-scales", "--json", fpath)

@@ -146,6 +146,35 @@ validate::kernel dispatch_kernel(dispatch::isa which) {
                   const aplq::options& opt) { return dispatch::gemm(w, x, n, y, opt, which); }};
 }
 
+// The table-lookup kernels of 1- and 2-bit formats (int8 policy only): every call repacks the
+// weights into a cpu::lut_matrix, then multiplies through the run-time dispatch on `which`.
+validate::kernel lut_kernel(dispatch::isa which) {
+  validate::kernel k;
+  k.name = std::string(dispatch::isa_name(which)) + "-lut";
+  k.run = [which](const aplq::any_qmatrix_view& w, const float* x, index_t n, float* y,
+                  const aplq::options& opt) {
+    return aplq::visit_format(w.format, [&](auto f) -> aplq::status {
+      using F = decltype(f);
+      if constexpr (F::bits > 2) {
+        return aplq::status::unsupported_format;
+      } else {
+        using S = const typename F::scale_type;
+        const aplq::qmatrix_view<F> v{static_cast<const std::uint8_t*>(w.codes),
+                                      static_cast<S*>(w.scales), static_cast<S*>(w.zeros), w.rows,
+                                      w.cols};
+        aplq::cpu::lut_matrix<F> lut;
+        if (aplq::status st = lut.pack(v); st != aplq::status::ok)
+          return st;
+        return dispatch::gemm(aplq::cpu::erase(lut.view()), x, n, y, opt, which);
+      }
+    });
+  };
+  k.serves = [](const aplq::format_desc& f, aplq::compute p) {
+    return f.bits <= 2 && p == aplq::compute::int8;
+  };
+  return k;
+}
+
 // --inject-fault wrong-scales: the kernel sees every scale multiplied by 1.05 or 0.95 (even and
 // odd index), the oracle the stored ones. Expected: every kernel check fails (an output error of
 // about 5%), every quantization check still passes.
@@ -529,8 +558,8 @@ int run(const arguments& a) {
   const auto isas = chosen_isas(a.isa);
   std::vector<validate::kernel> kernels;
   for (auto isa : isas)
-    kernels.push_back(a.fault.empty() ? dispatch_kernel(isa)
-                                      : with_wrong_scales(dispatch_kernel(isa)));
+    for (const auto& k : {dispatch_kernel(isa), lut_kernel(isa)})
+      kernels.push_back(a.fault.empty() ? k : with_wrong_scales(k));
 
   const auto start = std::chrono::steady_clock::now();
   validate::report report = a.manifest.empty() ? run_suite(a, kernels) : run_manifest(a, kernels);
@@ -546,6 +575,7 @@ int run(const arguments& a) {
   report.notes.insert(
       report.notes.begin() + 1,
       "kernels: aplq::dispatch::gemm on " + join_isas(isas) +
+          ", and on each the table lookup of 1- and 2-bit formats (int8, <isa>-lut)" +
           (a.manifest.empty() ? "; data: W ~ N(0, 1/K), x ~ N(0, 1)" : "; x ~ N(0, 1)"));
   if (!a.fault.empty())
     report.notes.push_back("FAULT INJECTED (" + a.fault +
