@@ -147,7 +147,6 @@ void set_counters(benchmark::State& state, double bytes_per_call, double flops_p
 // qmatrix's arrays, or with `lut` those of a cpu::lut_matrix (1 and 2 bits).
 struct packed_weights {
   aplq::format_desc format;
-  bool lut = false;
   index_t rows = 0, cols = 0;
   std::size_t bytes = 0; // codes + scales + zeros of one copy
   std::vector<std::vector<std::uint8_t>> codes, scales, zeros;
@@ -178,7 +177,6 @@ std::shared_ptr<packed_weights> weights_for(const aplq::format_desc& d, shape s,
   cached.reset();
   auto p = std::make_shared<packed_weights>();
   p->format = d;
-  p->lut = lut;
   p->rows = s.m;
   p->cols = s.k;
   const auto w = gaussian(static_cast<std::size_t>(s.m * s.k), 1);
@@ -193,8 +191,8 @@ std::shared_ptr<packed_weights> weights_for(const aplq::format_desc& d, shape s,
         if (packed.pack(q.view()) != aplq::status::ok)
           std::abort();
         const auto v = packed.view();
-        const auto n = static_cast<std::size_t>(v.tiles() * v.groups() * aplq::cpu::lut_tile_rows);
-        p->codes.push_back(as_bytes(v.codes, static_cast<std::size_t>(v.tiles() * v.tile_bytes())));
+        const auto n = static_cast<std::size_t>(v.scale_count());
+        p->codes.push_back(as_bytes(v.codes, static_cast<std::size_t>(v.code_bytes())));
         p->scales.push_back(as_bytes(v.scales, n));
         p->zeros.push_back(F::zero_point ? as_bytes(v.zeros, n) : std::vector<std::uint8_t>{});
         return aplq::status::ok;

@@ -60,6 +60,9 @@ struct lut_view {
   index_t chunks() const noexcept { return (cols + chunk_codes - 1) / chunk_codes; }
   index_t groups() const noexcept { return F::groups(cols); }
   index_t tile_bytes() const noexcept { return chunks() * chunk_bytes; }
+  index_t code_bytes() const noexcept { return tiles() * tile_bytes(); }
+  // Scales (and zero points), padding rows included: [tiles][groups][32].
+  index_t scale_count() const noexcept { return tiles() * groups() * lut_tile_rows; }
 
   status validate() const noexcept {
     if (rows <= 0 || cols <= 0)
@@ -89,11 +92,11 @@ public:
                   "lut_matrix::pack: the source must differ from F in its layout only");
     if (status s = w.validate(); s != status::ok)
       return s;
-    lut_view<F> shape{nullptr, nullptr, nullptr, w.rows, w.cols};
-    const index_t tiles = shape.tiles(), chunks = shape.chunks(), groups = shape.groups();
+    const lut_view<F> shape{nullptr, nullptr, nullptr, w.rows, w.cols};
+    const index_t chunks = shape.chunks(), groups = shape.groups();
     try {
-      codes_.assign(static_cast<std::size_t>(tiles * shape.tile_bytes()), 0);
-      scales_.assign(static_cast<std::size_t>(tiles * groups * lut_tile_rows), scale_type{});
+      codes_.assign(static_cast<std::size_t>(shape.code_bytes()), 0);
+      scales_.assign(static_cast<std::size_t>(shape.scale_count()), scale_type{});
       zeros_.assign(F::zero_point ? scales_.size() : 0, scale_type{});
     } catch (const std::exception&) { // bad_alloc, or length_error for an absurd shape
       *this = lut_matrix{};
@@ -511,41 +514,25 @@ status gemv(const lut_view<F>& w, const float* x, float* y,
   return gemm<A>(w, x, 1, y, opt);
 }
 
-// The same for a run-time format (what the dispatch library instantiates once per ISA): formats
-// other than 1- and 2-bit ones give status::unsupported_format.
+// The same for a run-time format (what the dispatch library instantiates once per ISA), through
+// visit_format like every run-time format: formats other than 1- and 2-bit ones give
+// status::unsupported_format. The descriptor's layout is ignored.
 template <class A>
 status gemm(const any_lut_view& w, const float* x, index_t n, float* y,
             const options& opt = {1, compute::int8}) noexcept {
-  const format_desc& d = w.format;
-  if ((d.bits != 1 && d.bits != 2) ||
-      (d.group != whole_row && d.group != 32 && d.group != 64 && d.group != 128 &&
-       d.group != 256) ||
-      (d.scale != scale_kind::f32 && d.scale != scale_kind::f16))
-    return status::unsupported_format;
-  if (w.rows <= 0 || w.cols <= 0)
-    return status::invalid_shape;
-  if (w.codes == nullptr || w.scales == nullptr || (d.zero_point && w.zeros == nullptr))
-    return status::null_pointer;
-  const auto* codes = static_cast<const std::uint8_t*>(w.codes);
-  auto go = [&](auto bits, auto zp, auto scale) {
-    using S = decltype(scale);
-    constexpr int B = decltype(bits)::value;
-    constexpr bool Z = decltype(zp)::value;
-    const auto k =
-        detail::lut_weights_of<S>(static_cast<const S*>(w.scales), static_cast<const S*>(w.zeros),
-                                  codes, B, d.group, w.rows, w.cols);
-    return detail::lut_run<detail::lut_format<B, Z, S>, A>(k, x, n, y, opt);
-  };
-  using one = std::integral_constant<int, 1>;
-  using two = std::integral_constant<int, 2>;
-  using yes = std::true_type;
-  using no = std::false_type;
-  const bool f16 = d.scale == scale_kind::f16;
-  if (d.bits == 1)
-    return d.zero_point ? (f16 ? go(one{}, yes{}, half{}) : go(one{}, yes{}, 0.0f))
-                        : (f16 ? go(one{}, no{}, half{}) : go(one{}, no{}, 0.0f));
-  return d.zero_point ? (f16 ? go(two{}, yes{}, half{}) : go(two{}, yes{}, 0.0f))
-                      : (f16 ? go(two{}, no{}, half{}) : go(two{}, no{}, 0.0f));
+  format_desc d = w.format;
+  d.layout = layout_kind::sequential;
+  return visit_format(d, [&](auto f) -> status {
+    using F = decltype(f);
+    if constexpr (F::bits > 2) {
+      return status::unsupported_format;
+    } else {
+      using S = const typename F::scale_type;
+      const lut_view<F> v{static_cast<const std::uint8_t*>(w.codes), static_cast<S*>(w.scales),
+                          static_cast<S*>(w.zeros), w.rows, w.cols};
+      return gemm<A>(v, x, n, y, opt);
+    }
+  });
 }
 
 } // namespace cpu
