@@ -50,12 +50,16 @@ std::vector<double> int8_bound(const qmatrix_view<F>& w, const std::vector<float
 }
 
 // The exact policy's per-output bound: the forward error of the kernel's blocked f32 summation
-// (a chunk's 32/W products, up to 32 chunks per block, K/1024 blocks, the lane reduction and the
-// scaling) is at most depth * 2^-24 * sum_j |w_j x_j|.
+// is at most depth * 2^-24 * sum_j |w_j x_j|, with depth
+// - for the tile kernels (batch < 12): a chunk's 32/W products, up to 32 chunks per block,
+//   K/1024 blocks, the lane reduction and the scaling: 48 + K/1024;
+// - for the panel kernel (exact policy, batch >= 12, `panel`): w = a * (u - c) (2), a chunk's
+//   32 products (32), up to 32 chunks per block (32), K/1024 blocks and the last one: 67 + K/1024.
 template <class F>
-std::vector<double> exact_bound(const qmatrix_view<F>& w, const std::vector<float>& x, index_t n) {
+std::vector<double> exact_bound(const qmatrix_view<F>& w, const std::vector<float>& x, index_t n,
+                                bool panel = false) {
   std::vector<double> bound(static_cast<std::size_t>(n * w.rows));
-  const double depth = 48.0 + static_cast<double>(w.cols) / 1024.0;
+  const double depth = (panel ? 67.0 : 48.0) + static_cast<double>(w.cols) / 1024.0;
   for (index_t i = 0; i < n; ++i)
     for (index_t r = 0; r < w.rows; ++r) {
       double mag = 0.0;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CPU kernels against aplq::ref: every format x layout x compute policy x ISA this CPU runs,
 // on odd shapes (1x1, K off the chunk and group sizes, M off the row block, large K), GEMV and
-// batched GEMM, results independent of the thread count, and bad arguments rejected.
+// batched GEMM (the exact policy's tile and panel paths), results independent of the thread
+// count, and bad arguments rejected.
 #include "../testing.hpp"
 #include "bounds.hpp"
 
@@ -17,6 +18,10 @@ struct shape {
 };
 constexpr shape shapes[] = {{1, 1}, {3, 31}, {5, 33}, {17, 100}, {9, 257}, {33, 1000}, {4, 4099}};
 constexpr index_t batch = 6; // one tile of four activation rows plus a remainder of two
+// The exact policy's panel path (batch >= 12): two whole panels of 16 activation rows (four of 8
+// on 128-bit ISAs) and a partial one.
+constexpr index_t panel_batch = 37;
+constexpr index_t guard = 16; // outputs past the end that must stay untouched
 
 const char* policy_name(compute p) { return p == compute::exact ? "exact" : "int8"; }
 
@@ -35,6 +40,10 @@ void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatc
   const std::vector<double> int8_bound_ = int8_bound(view, x, batch);
   const std::vector<double> exact_bound_ = exact_bound(view, x, batch);
   const any_qmatrix_view erased = dispatch::erase(view);
+  const std::vector<float> xp = r.normal(panel_batch * sh.k, 0.2f, 1.0f);
+  std::vector<double> expect_panel(static_cast<std::size_t>(panel_batch * sh.m));
+  REQUIRE(ref::gemm(view, xp.data(), panel_batch, expect_panel.data()) == status::ok);
+  const std::vector<double> panel_bound = exact_bound(view, xp, panel_batch, true);
 
   for (auto isa : isas) {
     for (auto policy : {compute::exact, compute::int8}) {
@@ -64,6 +73,28 @@ void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatc
         return dispatch::gemm(erased, x.data(), batch, out, {threads, policy}, isa);
       });
     }
+
+    // The exact policy's panel path.
+    const std::string where = std::string("gemm/") + name_of<F>().c_str() + "/exact/" +
+                              dispatch::isa_name(isa) + " M=" + std::to_string(sh.m) +
+                              " K=" + std::to_string(sh.k) + " N=" + std::to_string(panel_batch) +
+                              " " + seed_note();
+    INFO(where);
+    auto y = poisoned(panel_batch * sh.m + guard);
+    REQUIRE(dispatch::gemm(erased, xp.data(), panel_batch, y.data(), {1, compute::exact}, isa) ==
+            status::ok);
+    std::size_t touched = 0;
+    for (std::size_t i = static_cast<std::size_t>(panel_batch * sh.m); i < y.size(); ++i)
+      touched += !std::isnan(y[i]);
+    CHECK(touched == 0);
+    y.resize(static_cast<std::size_t>(panel_batch * sh.m));
+    const auto worst = worst_outside(y, expect_panel, panel_bound);
+    INFO("worst output ", worst.first, " exceeds its bound by ", worst.second);
+    CHECK(worst.first == -1);
+    CHECK(rel_l2(y, expect_panel) <= 1e-6);
+    check_thread_counts(y, [&](int threads, float* out) {
+      return dispatch::gemm(erased, xp.data(), panel_batch, out, {threads, compute::exact}, isa);
+    });
   }
 }
 
@@ -85,7 +116,7 @@ TEST_CASE("cpu/gemm and gemv: every format, layout, policy and ISA against the o
   }
 }
 
-TEST_CASE("cpu/gemv: a large K with whole-row scales keeps the exact policy's accuracy") {
+TEST_CASE("cpu/gemv and gemm: a large K with whole-row scales keeps the exact policy's accuracy") {
   // 8-bit rows of 65536 weights and one scale each: the longest f32 accumulation there is.
   using F = format<8, whole_row, false, float, layout::cpu_striped>;
   rng r(1001);
@@ -103,6 +134,22 @@ TEST_CASE("cpu/gemv: a large K with whole-row scales keeps the exact policy's ac
     REQUIRE(dispatch::gemv(dispatch::erase(q.view()), x.data(), y.data(), {2}, isa) == status::ok);
     CHECK(worst_outside(y, expect, bound).first == -1);
     CHECK(rel_l2(y, expect) <= 1e-6);
+  }
+
+  // The same through the exact policy's panel path (16 activation rows).
+  const index_t n = 16;
+  const auto xn = r.normal(n * k, 0.2f, 1.0f);
+  std::vector<double> expect_n(static_cast<std::size_t>(n * m));
+  REQUIRE(ref::gemm(q.view(), xn.data(), n, expect_n.data()) == status::ok);
+  const auto bound_n = exact_bound(q.view(), xn, n, true);
+  for (auto isa : available_isas()) {
+    const std::string where = std::string(dispatch::isa_name(isa)) + " N=16 " + seed_note();
+    INFO(where);
+    auto y = poisoned(n * m);
+    REQUIRE(dispatch::gemm(dispatch::erase(q.view()), xn.data(), n, y.data(), {2}, isa) ==
+            status::ok);
+    CHECK(worst_outside(y, expect_n, bound_n).first == -1);
+    CHECK(rel_l2(y, expect_n) <= 1e-6);
   }
 }
 

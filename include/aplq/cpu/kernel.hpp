@@ -43,10 +43,12 @@ namespace detail {
 
 // Activations of one call, in the kernels' lane order.
 struct activations {
-  index_t n = 0;               // activation rows
-  index_t chunks = 0;          // chunks per row: ceil(cols / 32)
-  index_t groups = 0;          // scale groups per row
-  std::vector<float> xf;       // exact: [n][chunks * 32], zero-padded
+  index_t n = 0;         // activation rows
+  index_t chunks = 0;    // chunks per row: ceil(cols / 32)
+  index_t groups = 0;    // scale groups per row
+  std::vector<float> xf; // exact: [n][chunks * 32], zero-padded
+  // exact, panel path: [panels][chunks * 32][panel_width] (see panel_task), vector aligned
+  std::vector<float, xsimd::aligned_allocator<float, 64>> xp;
   std::vector<std::int8_t> xq; // int8:  [n][chunks * 32], zero-padded
   std::vector<float> dx;       // int8:  [n][chunks] activation scales
   std::vector<float> gsum;     // int8:  [n][groups] sum over the group of dx * sum(xq)
@@ -403,6 +405,169 @@ void rows(const weights<Scale>& w, index_t r0, index_t r1, const activations& ac
     batch_rows<F, A, P, 1>(w, r, act, y);
 }
 
+// ---- The exact policy at large batch: dequantized panels and an f32 micro-kernel ----
+//
+// From panel_min_batch activation rows on, the exact policy stops dequantizing each chunk for
+// every 4 activation rows and instead dequantizes a panel of panel_rows weight rows x
+// panel_chunks chunks once, to f32 with the scale applied (w = a * (u - c)), for all activation
+// rows. The activations are repacked once per call into panels of panel_width rows, column by
+// column (xp [panel][column][panel_width], zero rows past n). The micro-kernel then multiplies
+// a chunk of the weight panel by an activation panel as outer products: per column, two vector
+// loads of activations, one broadcast per weight row and 2 * panel_rows FMAs into 12 register
+// accumulators, as BLAS kernels do. Loop order: for each panel_chunks block of columns (its
+// activation panels stay in L2), every row group of the task.
+//
+// Summation: a chunk's 32 products per output are summed in registers, chunks into a block of
+// block_chunks, blocks into the total (as tile_exact), so the f32 depth is 2 (w) + 32 + 32 +
+// K / 1024 + 1.
+// Where the panels start to win: 4096x4096 q4_g32 exact, one AVX2 thread, best of 10: batch 8
+// 7.0 ms on the tiles, 9.5 on the panels (half of a 16-row panel idle); 12: 10.5 and 8.6; 16:
+// 14.1 and 9.1; 64: 57 and 25.
+inline constexpr index_t panel_min_batch = 12;
+inline constexpr int panel_rows = 6;
+inline constexpr index_t panel_chunks = 8;
+static_assert(block_chunks % panel_chunks == 0, "a block is whole column blocks");
+
+template <class A>
+inline constexpr int panel_width = 2 * static_cast<int>(xsimd::batch<float, vector_arch<A>>::size);
+
+// act.xp from act.xf.
+template <class A>
+status prepare_panels(activations& act) noexcept {
+  constexpr int NR = panel_width<A>;
+  const index_t padded = act.chunks * chunk_codes;
+  const index_t panels = (act.n + NR - 1) / NR;
+  try {
+    act.xp.resize(static_cast<std::size_t>(panels * padded * NR));
+  } catch (const std::bad_alloc&) {
+    return status::out_of_memory;
+  }
+  for (index_t p = 0; p < panels; ++p) {
+    float* out = act.xp.data() + p * padded * NR;
+    for (int l = 0; l < NR; ++l) {
+      const index_t i = p * NR + l;
+      const float* in = act.xf.data() + i * padded;
+      for (index_t j = 0; j < padded; ++j)
+        out[j * NR + l] = i < act.n ? in[j] : 0.0f;
+    }
+  }
+  return status::ok;
+}
+
+// blk [panel_rows][NR] += the products of one chunk: weights wp [panel_rows][ldw] (the chunk's
+// 32 columns from wp on), activations xp [32][NR].
+template <class A>
+APLQ_FORCE_INLINE void panel_chunk(const float* wp, index_t ldw, const float* xp,
+                                   float* blk) noexcept {
+  using fb = xsimd::batch<float, vector_arch<A>>;
+  constexpr int S = static_cast<int>(fb::size), NR = panel_width<A>;
+  fb acc[panel_rows][2];
+  for (int i = 0; i < panel_rows; ++i)
+    acc[i][0] = acc[i][1] = fb(0.0f);
+  for (int k = 0; k < chunk_codes; ++k) {
+    const fb x0 = fb::load_aligned(xp + k * NR), x1 = fb::load_aligned(xp + k * NR + S);
+    for (int i = 0; i < panel_rows; ++i) {
+      const fb wv(wp[i * ldw + k]);
+      acc[i][0] = xsimd::fma(wv, x0, acc[i][0]);
+      acc[i][1] = xsimd::fma(wv, x1, acc[i][1]);
+    }
+  }
+  for (int i = 0; i < panel_rows; ++i) {
+    (fb::load_aligned(blk + i * NR) + acc[i][0]).store_aligned(blk + i * NR);
+    (fb::load_aligned(blk + i * NR + S) + acc[i][1]).store_aligned(blk + i * NR + S);
+  }
+}
+
+// Rows [r0, r1) against every activation row, by panels.
+template <class F, class A, class Scale>
+void panel_task(const weights<Scale>& w, index_t r0, index_t r1, const activations& act,
+                float* y) noexcept {
+  using VA = vector_arch<A>;
+  using fb = xsimd::batch<float, VA>;
+  constexpr int V = chunk_codes / static_cast<int>(fb::size), NR = panel_width<A>;
+  constexpr index_t ldw = panel_chunks * chunk_codes;
+  const index_t padded = act.chunks * chunk_codes;
+  const index_t panels = (act.n + NR - 1) / NR;
+  const index_t row_groups = (r1 - r0 + panel_rows - 1) / panel_rows;
+  const index_t acc_size = row_groups * panels * panel_rows * NR; // [group][panel][row][NR]
+
+  // Per worker thread, reused across calls (sizes grow to the largest task seen).
+  thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> blk, tot;
+  thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> wbuf;
+  try {
+    blk.assign(static_cast<std::size_t>(acc_size), 0.0f);
+    tot.assign(static_cast<std::size_t>(acc_size), 0.0f);
+    wbuf.resize(static_cast<std::size_t>(panel_rows * ldw));
+  } catch (const std::bad_alloc&) {
+    // No memory for the panels: the tile kernels need none.
+    index_t r = r0;
+    for (; r + batch_row_tile <= r1; r += batch_row_tile)
+      for (index_t n = 0; n < act.n; ++n)
+        tile_exact<F, A, batch_row_tile, 1>(w, r, act, n, y);
+    for (; r < r1; ++r)
+      for (index_t n = 0; n < act.n; ++n)
+        tile_exact<F, A, 1, 1>(w, r, act, n, y);
+    return;
+  }
+  alignas(64) std::uint8_t tail[chunk_codes];
+  auto fold = [&] {
+    for (index_t e = 0; e < acc_size; e += fb::size) {
+      (fb::load_aligned(tot.data() + e) + fb::load_aligned(blk.data() + e))
+          .store_aligned(tot.data() + e);
+      fb(0.0f).store_aligned(blk.data() + e);
+    }
+  };
+
+  for (index_t c0 = 0; c0 < act.chunks; c0 += panel_chunks) {
+    const index_t c1 = std::min(c0 + panel_chunks, act.chunks);
+    for (index_t rg = 0; rg < row_groups; ++rg) {
+      const index_t r = r0 + rg * panel_rows;
+      const int mr = static_cast<int>(std::min<index_t>(panel_rows, r1 - r));
+      // The weight panel: rows r .. r + mr, chunks c0 .. c1, w = a * (u - c); rows past mr
+      // are zero.
+      for (int i = 0; i < panel_rows; ++i) {
+        float* out = wbuf.data() + i * ldw;
+        if (i >= mr) {
+          std::fill(out, out + (c1 - c0) * chunk_codes, 0.0f);
+          continue;
+        }
+        const std::uint8_t* row = w.codes + (r + i) * w.row_bytes;
+        index_t g = -1;
+        float a = 0.0f, c = 0.0f;
+        for (index_t ch = c0; ch < c1; ++ch) {
+          if (ch / w.chunks_per_group != g) {
+            g = ch / w.chunks_per_group;
+            group_affine<F, A>(w, r + i, g, a, c);
+          }
+          fb wv[V];
+          dequantize_chunk<F, VA>(chunk_at<F, A>(row, w.row_bytes, ch, tail), c, wv, VA{});
+          for (int v = 0; v < V; ++v)
+            (wv[v] * fb(a)).store_aligned(out + (ch - c0) * chunk_codes + v * fb::size);
+        }
+      }
+      float* group_blk = blk.data() + rg * panels * panel_rows * NR;
+      for (index_t ch = c0; ch < c1; ++ch)
+        for (index_t p = 0; p < panels; ++p)
+          panel_chunk<A>(wbuf.data() + (ch - c0) * chunk_codes, ldw,
+                         act.xp.data() + (p * padded + ch * chunk_codes) * NR,
+                         group_blk + p * panel_rows * NR);
+    }
+    if (c1 % block_chunks == 0 || c1 == act.chunks)
+      fold();
+  }
+
+  for (index_t rg = 0; rg < row_groups; ++rg) {
+    const index_t r = r0 + rg * panel_rows;
+    const int mr = static_cast<int>(std::min<index_t>(panel_rows, r1 - r));
+    for (index_t p = 0; p < panels; ++p) {
+      const float* t = tot.data() + (rg * panels + p) * panel_rows * NR;
+      for (int l = 0; l < NR && p * NR + l < act.n; ++l)
+        for (int i = 0; i < mr; ++i)
+          y[(p * NR + l) * w.rows + r + i] = t[i * NR + l];
+    }
+  }
+}
+
 // The kernel format: F with the group size erased (it travels in weights::chunks_per_group).
 template <class F>
 using kernel_format = aplq::format<F::bits, whole_row, F::zero_point, typename F::scale_type,
@@ -418,12 +583,21 @@ status run(const weights<Scale>& w, const float* x, index_t n, float* y,
   if (status s = prepare<K, A>(x, n, w.cols, w.groups, w.chunks_per_group, opt.policy, act);
       s != status::ok)
     return s;
-  // Rows per task: enough tasks to balance, each large enough to amortize a claim.
-  const index_t block = std::max<index_t>(8, w.rows / 64);
+  const bool panels = opt.policy == compute::exact && n >= panel_min_batch;
+  if (panels)
+    if (status s = prepare_panels<A>(act); s != status::ok)
+      return s;
+  // Rows per task: enough tasks to balance, each large enough to amortize a claim (and whole
+  // row groups on the panel path).
+  index_t block = std::max<index_t>(8, w.rows / 64);
+  if (panels)
+    block = (block + panel_rows - 1) / panel_rows * panel_rows;
   const index_t tasks = (w.rows + block - 1) / block;
   auto task = [&](index_t t) noexcept {
     const index_t r0 = t * block, r1 = std::min(w.rows, r0 + block);
-    if (opt.policy == compute::exact)
+    if (panels)
+      panel_task<K, A>(w, r0, r1, act, y);
+    else if (opt.policy == compute::exact)
       rows<K, A, compute::exact>(w, r0, r1, act, y);
     else
       rows<K, A, compute::int8>(w, r0, r1, act, y);
