@@ -10,7 +10,8 @@
 #include <aplq/cuda/matmul.cuh>
 #include <aplq/quantize.hpp>
 
-#include "gemv_oracle.hpp"
+#include "oracle.hpp"
+#include "testing.cuh"
 
 #include <doctest/doctest.h>
 
@@ -29,44 +30,7 @@
 namespace {
 
 using namespace aplq;
-
-// The run's base seed: APLQ_TEST_SEED if set, else fresh from the OS (as tests/testing.hpp,
-// which .cu files do not include: it pulls in xsimd).
-std::uint64_t base_seed() {
-  static const std::uint64_t seed = [] {
-    if (const char* s = std::getenv("APLQ_TEST_SEED"))
-      return static_cast<std::uint64_t>(std::strtoull(s, nullptr, 10));
-    return (static_cast<std::uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
-  }();
-  return seed;
-}
-
-std::string seed_note() { return "APLQ_TEST_SEED=" + std::to_string(base_seed()); }
-
-// A host array copied to the device (as bytes, so f16 scales need no device-side type), at
-// `offset` bytes past a 256-byte aligned allocation.
-struct device_array {
-  thrust::device_vector<std::uint8_t> bytes;
-  std::size_t offset = 0;
-  template <class T>
-  device_array(const std::vector<T>& v, std::size_t off) : bytes(off + v.size() * sizeof(T) + 1) {
-    offset = off;
-    if (!v.empty())
-      thrust::copy(reinterpret_cast<const std::uint8_t*>(v.data()),
-                   reinterpret_cast<const std::uint8_t*>(v.data()) + v.size() * sizeof(T),
-                   bytes.begin() + static_cast<std::ptrdiff_t>(off));
-  }
-  template <class T>
-  const T* get() const {
-    return reinterpret_cast<const T*>(thrust::raw_pointer_cast(bytes.data()) + offset);
-  }
-};
-
-struct stream_holder {
-  cudaStream_t s = nullptr;
-  stream_holder() { REQUIRE(cudaStreamCreate(&s) == cudaSuccess); }
-  ~stream_holder() { cudaStreamDestroy(s); }
-};
+using namespace aplq::cuda_test;
 
 struct shape {
   index_t m, k;
@@ -74,13 +38,6 @@ struct shape {
 constexpr shape shapes[] = {{1, 1}, {3, 37}, {67, 300}, {129, 4100}, {16, 65536}};
 constexpr index_t batches[] = {1, 3, 8};
 constexpr index_t guard = 64; // floats past the outputs that must stay untouched
-
-template <class X>
-const char* activation_name() {
-  return std::is_same<X, float>::value        ? "f32"
-         : std::is_same<X, aplq::half>::value ? "f16"
-                                              : "bf16";
-}
 
 template <class F, class X>
 std::string where(const shape& sh, index_t n, std::size_t offset, bool typed) {
@@ -132,7 +89,8 @@ void check_format(const shape& sh, std::uint64_t salt, cudaStream_t stream) {
       REQUIRE(done == cudaSuccess);
       thrust::copy(d_y.begin(), d_y.end(), y.begin());
 
-      const cuda_check::outcome o = cuda_check::compare(c, n, y);
+      const cuda_check::outcome o =
+          cuda_check::compare(c, n, y, cuda_check::kernel::gemv_sequential);
       INFO("worst output ", o.worst, " (y=", o.worst >= 0 ? y[o.worst] : 0.0f, ", expected ",
            o.worst >= 0 ? c.expect[o.worst] : 0.0, ") exceeds its bound by ", o.worst_excess);
       CHECK(o.worst == -1); // NaN (never written) fails too

@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // aplq-gpu-check: one run of a few minutes on a GPU machine that says whether the CUDA kernels
-// are right and how fast they are. It prints the device; checks aplq::cuda::gemv for every
-// sequential format (bits x group x zero point x scale type) on odd shapes and batches 1, 3, 8
-// against the double-precision oracle aplq::ref::gemm (outputs poisoned with NaN, the f32
-// summation bound of tests/cuda/gemv.cu per output, rel-L2 <= 1e-6); measures device-to-device
-// copy bandwidth; and times the kernels on LLM shapes with CUDA events (warm-up, median of many
-// launches, weight buffers rotated so the working set exceeds twice the L2). The cuBLAS fp16
-// baseline is taken by gpu_check.py through PyTorch (the toolkit has no static cuBLAS, and the
+// are right and how fast they are. It prints the device; checks aplq::cuda::gemv and gemm for
+// every sequential format (bits x group x zero point x scale type) on odd shapes, in the
+// sequential layout (batches 1, 3, 8 and 9, 40) and the tiled one (1, 3, 8, 9, 40), against the
+// double-precision oracle aplq::ref::gemm (outputs poisoned with NaN, the f32 summation bound of
+// each kernel per output (tests/cuda/oracle.hpp), rel-L2 <= 1e-6); measures device-to-device
+// copy bandwidth; and times gemm in both layouts on LLM shapes with CUDA events (warm-up, median
+// of many launches, weight buffers rotated so the working set exceeds twice the L2). The cuBLAS
+// fp16 baseline is taken by gpu_check.py through PyTorch (the toolkit has no static cuBLAS, and the
 // binary links cudart statically so that it needs only the driver).
 //
 //   aplq-gpu-check [--quick] [--json PATH] [--seed N]
@@ -17,7 +18,7 @@
 #include <aplq/io/output_file.hpp>
 #include <aplq/quantize.hpp>
 
-#include "gemv_oracle.hpp"
+#include "oracle.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -218,7 +219,10 @@ struct shape {
 };
 // 1x1; K and rows off the group and off bytes; K not a multiple of 16 bytes; large K.
 constexpr shape check_shapes[] = {{1, 1}, {3, 37}, {67, 300}, {129, 4100}, {16, 65536}};
-constexpr index_t check_batches[] = {1, 3, 8};
+constexpr index_t check_batches[] = {1, 3, 8};    // gemv, sequential
+constexpr index_t check_gemm_batches[] = {9, 40}; // gemm, sequential: the GEMM kernel
+constexpr index_t check_tiled_batches[] = {1, 3, 8, 9, 40};
+constexpr index_t max_check_batch = 40;
 constexpr index_t guard = 64; // floats past the outputs that must stay NaN
 
 struct bits_tally {
@@ -233,32 +237,80 @@ struct correctness {
   int total_failures = 0;
 };
 
-// Checks one format on one shape for every batch and for codes on and off 16-byte boundaries,
-// through the run-time-format launcher (one set of kernel instantiations).
+// Checks one format on one shape: the sequential layout through gemv (batches 1, 3, 8; codes on
+// and off 16-byte boundaries) and gemm (batches 9 and 40: the GEMM kernel), both through the
+// run-time-format launchers (one set of kernel instantiations); the tiled layout, packed on the
+// host, through the typed gemm (batches 1, 3, 8: the tiled GEMV kernel; 9 and 40: the GEMM
+// kernel).
 template <class F>
 void check_format(const shape& sh, std::uint64_t salt, correctness& result) {
   using scale_type = typename F::scale_type;
-  constexpr index_t max_n = aplq::cuda::gemv_max_n;
+  namespace check = aplq::cuda_check;
   std::mt19937_64 gen(result.seed ^ (salt * 0x9e3779b97f4a7c15ull));
-  aplq::cuda_check::gemv_case<F> c;
-  if (aplq::status s = aplq::cuda_check::make_case<F>(sh.m, sh.k, gen, c); s != aplq::status::ok)
+  check::gemv_case<F> c;
+  if (aplq::status s = check::make_case<F>(sh.m, sh.k, gen, c, max_check_batch);
+      s != aplq::status::ok)
     throw std::runtime_error(std::string("test data: ") + aplq::status_string(s));
   const aplq::qmatrix<F>& q = c.q;
+  aplq::cuda::tiled_matrix<F> tiled;
+  if (aplq::status s = tiled.pack(q.view()); s != aplq::status::ok)
+    throw std::runtime_error(std::string("tiled repack: ") + aplq::status_string(s));
 
   const std::size_t codes_bytes = q.codes().size();
   const device_buffer d_codes(codes_bytes + 16, "codes");
   const device_buffer d_scales(q.scales().size() * sizeof(scale_type), "scales");
   const device_buffer d_zeros(q.zeros().size() * sizeof(scale_type), "zero points");
+  const device_buffer dt_codes(tiled.codes().size(), "tiled codes");
+  const device_buffer dt_scales(tiled.scales().size() * sizeof(scale_type), "tiled scales");
+  const device_buffer dt_zeros(tiled.zeros().size() * sizeof(scale_type), "tiled zero points");
   const device_buffer d_x(c.x.size() * sizeof(float), "activations");
-  const std::size_t y_count = static_cast<std::size_t>(max_n * sh.m + guard);
+  const std::size_t y_count = static_cast<std::size_t>(max_check_batch * sh.m + guard);
   const device_buffer d_y(y_count * sizeof(float), "outputs");
   upload(d_scales, 0, q.scales());
   upload(d_zeros, 0, q.zeros());
+  upload(dt_codes, 0, tiled.codes());
+  upload(dt_scales, 0, tiled.scales());
+  upload(dt_zeros, 0, tiled.zeros());
   upload(d_x, 0, c.x);
   std::vector<float> y(y_count);
   const aplq::format_desc desc = aplq::describe<F>();
   const std::string name = aplq::name_of<F>().c_str();
   bits_tally& tally = result.by_bits[F::bits];
+
+  // One launch into NaN-poisoned outputs, checked against the oracle within the bound of the
+  // kernel it runs.
+  auto check_launch = [&](const std::string& what, index_t n, check::kernel which, auto&& launch) {
+    // All bits set: every float is a NaN until the kernel writes it.
+    cuda_check(cudaMemset(d_y.p, 0xff, y_count * sizeof(float)), "cudaMemset");
+    cudaError_t error = cudaErrorUnknown;
+    const aplq::status s = launch(d_y.get<float>(), &error);
+    cuda_check(error, "launch of " + what + " " + name);
+    cuda_check(cudaDeviceSynchronize(), what + " " + name);
+    cuda_check(cudaMemcpy(y.data(), d_y.p, y_count * sizeof(float), cudaMemcpyDeviceToHost),
+               "cudaMemcpy to the host");
+
+    const check::outcome o = check::compare(c, n, y, which);
+
+    std::string why;
+    if (s != aplq::status::ok)
+      why = std::string("status ") + aplq::status_string(s);
+    else if (o.worst >= 0)
+      why = std::to_string(o.out_of_bound) + " outputs beyond the bound, worst " +
+            std::to_string(o.worst) + " (y=" + json_number(y[o.worst]) +
+            ", expected=" + json_number(c.expect[o.worst]) + ")";
+    else if (!o.rel_l2_ok())
+      why = "rel-L2 " + json_number(o.rel_l2) + " > 1e-6";
+    else if (o.touched != 0)
+      why = std::to_string(o.touched) + " floats past the outputs written";
+    ++tally.checks;
+    if (!why.empty()) {
+      ++tally.failures;
+      ++result.total_failures;
+      if (result.failures.size() < 20)
+        result.failures.push_back(what + " " + name + " M=" + std::to_string(sh.m) + " K=" +
+                                  std::to_string(sh.k) + " N=" + std::to_string(n) + ": " + why);
+    }
+  };
 
   for (std::size_t offset : {std::size_t{0}, std::size_t{7}}) {
     upload(d_codes, offset, q.codes());
@@ -268,47 +320,32 @@ void check_format(const shape& sh, std::uint64_t salt, correctness& result) {
                                       F::zero_point ? d_zeros.get<void>() : nullptr,
                                       sh.m,
                                       sh.k};
-    for (index_t n : check_batches) {
-      // All bits set: every float is a NaN until the kernel writes it.
-      cuda_check(cudaMemset(d_y.p, 0xff, y_count * sizeof(float)), "cudaMemset");
-      cudaError_t error = cudaErrorUnknown;
-      const aplq::status s =
-          aplq::cuda::gemv(view, d_x.get<float>(), n, d_y.get<float>(), 0, &error);
-      cuda_check(error, "launch of gemv " + name);
-      cuda_check(cudaDeviceSynchronize(), "gemv " + name);
-      cuda_check(cudaMemcpy(y.data(), d_y.p, y_count * sizeof(float), cudaMemcpyDeviceToHost),
-                 "cudaMemcpy to the host");
-
-      const aplq::cuda_check::outcome o = aplq::cuda_check::compare(c, n, y);
-
-      std::string why;
-      if (s != aplq::status::ok)
-        why = std::string("status ") + aplq::status_string(s);
-      else if (o.worst >= 0)
-        why = std::to_string(o.out_of_bound) + " outputs beyond the bound, worst " +
-              std::to_string(o.worst) + " (y=" + json_number(y[o.worst]) +
-              ", expected=" + json_number(c.expect[o.worst]) + ")";
-      else if (!o.rel_l2_ok())
-        why = "rel-L2 " + json_number(o.rel_l2) + " > 1e-6";
-      else if (o.touched != 0)
-        why = std::to_string(o.touched) + " floats past the outputs written";
-      ++tally.checks;
-      if (!why.empty()) {
-        ++tally.failures;
-        ++result.total_failures;
-        if (result.failures.size() < 20)
-          result.failures.push_back(name + " M=" + std::to_string(sh.m) +
-                                    " K=" + std::to_string(sh.k) + " N=" + std::to_string(n) +
-                                    " codes offset=" + std::to_string(offset) + ": " + why);
-      }
-    }
+    const std::string where = "(codes offset " + std::to_string(offset) + ")";
+    for (index_t n : check_batches)
+      check_launch("gemv " + where, n, check::kernel::gemv_sequential,
+                   [&](float* out, cudaError_t* error) {
+                     return aplq::cuda::gemv(view, d_x.get<float>(), n, out, 0, error);
+                   });
+    for (index_t n : check_gemm_batches)
+      check_launch("gemm " + where, n, check::kernel::gemm, [&](float* out, cudaError_t* error) {
+        return aplq::cuda::gemm(view, d_x.get<float>(), n, out, 0, error);
+      });
   }
+  const aplq::cuda::tiled_view<F> tv =
+      tiled.view_of(dt_codes.get<std::uint8_t>(), dt_scales.get<scale_type>(),
+                    F::zero_point ? dt_zeros.get<scale_type>() : nullptr);
+  for (index_t n : check_tiled_batches)
+    check_launch("gemm (tiled)", n, check::gemm_kernel(n, true),
+                 [&](float* out, cudaError_t* error) {
+                   return aplq::cuda::gemm(tv, d_x.get<float>(), n, out, 0, error);
+                 });
 }
 
 correctness check_all(bool quick, std::uint64_t seed) {
   correctness result;
   result.seed = seed;
-  std::printf("\ncorrectness: aplq::cuda::gemv vs aplq::ref::gemm (double), seed %llu\n",
+  std::printf("\ncorrectness: aplq::cuda::gemv and gemm, sequential and tiled layouts, vs "
+              "aplq::ref::gemm (double), seed %llu\n",
               static_cast<unsigned long long>(seed));
   for (int bits : {1, 2, 4, 8}) {
     std::uint64_t salt = static_cast<std::uint64_t>(bits) * 1000;
@@ -389,13 +426,20 @@ using timed_q4 = aplq::format<4, 128, false, aplq::half>;
 using timed_q8 = aplq::format<8, 128, false, aplq::half>;
 using timed_q2 = aplq::format<2, 128, false, aplq::half>;
 using timed_q1 = aplq::format<1, 128, false, aplq::half>;
+template <class Fn>
+void for_each_timed_format(Fn&& fn) {
+  fn(timed_q4{});
+  fn(timed_q8{});
+  fn(timed_q2{});
+  fn(timed_q1{});
+}
 
 struct timing {
   index_t m = 0, k = 0, n = 0;
   std::string format;
   std::string status = "ok"; // or why there is no time
   double median_us = 0.0, min_us = 0.0;
-  double bytes = 0.0; // packed codes + scales (+ zeros) + activations f32 + outputs f32
+  double bytes = 0.0; // packed codes + scales (+ zeros) + activations (f32 or f16) + outputs f32
   double gb_per_s = 0.0;
   int copies = 0, reps = 0;
 };
@@ -420,18 +464,35 @@ __global__ void fill_scales(std::uint16_t* p, std::size_t n, std::uint32_t seed)
                                       ((static_cast<std::uint32_t>(i) * 40503u ^ seed) & 0x3ffu));
 }
 
-__global__ void fill_floats(float* p, std::size_t n) {
+// Activations in [-1, 1], as float or as f16 (aplq::half bits).
+__device__ float fill_value(std::size_t i) {
+  return static_cast<float>(static_cast<int>((i * 2654435761u) % 2001u) - 1000) * 1e-3f;
+}
+__device__ void store_activation(float* p, float v) { *p = v; }
+__device__ void store_activation(aplq::half* p, float v) {
+  p->bits = __half_as_ushort(__float2half_rn(v));
+}
+template <class X>
+__global__ void fill_activations(X* p, std::size_t n) {
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
-    p[i] = static_cast<float>(static_cast<int>((i * 2654435761u) % 2001u) - 1000) * 1e-3f;
+    store_activation(p + i, fill_value(i));
 }
 
-template <class F>
+// Times aplq::cuda::gemm on one shape for every timed batch: W in the sequential layout (the
+// sequential GEMV kernel up to 8 rows, the GEMM kernel above) or in the tiled one (the tiled GEMV
+// kernel, then the GEMM kernel); activations of type X (float or aplq::half).
+template <class F, bool Tiled, class X = float>
 void time_format(const shape& sh, const device_info& dev, bool quick, std::vector<timing>& out) {
   using scale_type = typename F::scale_type;
   aplq::storage_sizes sz;
   if (aplq::storage_of<F>(sh.m, sh.k, sz) != aplq::status::ok)
     throw std::runtime_error("storage_of: bad shape");
+  if (Tiled) { // the tiled layout stores whole tiles and units
+    const aplq::cuda::tiled_view<F> shape_only{nullptr, nullptr, nullptr, sh.m, sh.k};
+    sz.codes_bytes = shape_only.code_bytes();
+    sz.scales_bytes = shape_only.scale_count() * static_cast<index_t>(sizeof(scale_type));
+  }
   constexpr std::size_t align = 256;
   const auto round_up = [](std::size_t v) { return (v + align - 1) / align * align; };
   const std::size_t codes = round_up(static_cast<std::size_t>(sz.codes_bytes));
@@ -443,11 +504,16 @@ void time_format(const shape& sh, const device_info& dev, bool quick, std::vecto
   std::size_t free_memory = 0, total = 0;
   cuda_check(cudaMemGetInfo(&free_memory, &total), "cudaMemGetInfo");
   const index_t max_n = timed_batches[std::size(timed_batches) - 1];
-  const std::size_t io_bytes = static_cast<std::size_t>(max_n * (sh.k + sh.m)) * sizeof(float);
+  const std::size_t io_bytes = static_cast<std::size_t>(max_n * sh.k) * sizeof(X) +
+                               static_cast<std::size_t>(max_n * sh.m) * sizeof(float);
   const std::size_t budget = free_memory / 10 * 8 > io_bytes ? free_memory / 10 * 8 - io_bytes : 0;
   std::size_t copies = std::max<std::size_t>(2, (2 * dev.l2 + per_copy - 1) / per_copy + 1);
   copies = std::min(copies, budget / per_copy);
-  const std::string name = aplq::name_of<F>().c_str();
+  std::string name = aplq::name_of<F>().c_str();
+  if (Tiled) // q4_g128_f16_seq -> q4_g128_f16_tiled
+    name = name.substr(0, name.rfind('_')) + "_tiled";
+  if (std::is_same<X, aplq::half>::value) // f16 activations, as the cuBLAS baseline's
+    name += "_xf16";
   const int warmup = 5, reps = quick ? 30 : 100;
 
   auto record = [&](index_t n, const std::string& status) {
@@ -458,7 +524,8 @@ void time_format(const shape& sh, const device_info& dev, bool quick, std::vecto
     t.format = name;
     t.status = status;
     t.bytes = static_cast<double>(sz.codes_bytes + sz.scales_bytes + sz.zeros_bytes) +
-              static_cast<double>(n * sh.k + n * sh.m) * sizeof(float);
+              static_cast<double>(n * sh.k) * sizeof(X) +
+              static_cast<double>(n * sh.m) * sizeof(float);
     t.copies = static_cast<int>(copies);
     t.reps = reps;
     out.push_back(t);
@@ -471,37 +538,34 @@ void time_format(const shape& sh, const device_info& dev, bool quick, std::vecto
   }
 
   const device_buffer slab(copies * per_copy, "weight copies");
-  const device_buffer d_x(static_cast<std::size_t>(max_n * sh.k) * sizeof(float), "activations");
+  const device_buffer d_x(static_cast<std::size_t>(max_n * sh.k) * sizeof(X), "activations");
   const device_buffer d_y(static_cast<std::size_t>(max_n * sh.m) * sizeof(float), "outputs");
   fill_bytes<<<1024, 256>>>(slab.get<std::uint8_t>(), slab.size, 0x1234567u);
   for (std::size_t c = 0; c < copies; ++c)
     fill_scales<<<256, 256>>>(slab.get<std::uint16_t>(c * per_copy + codes),
                               static_cast<std::size_t>(sz.scales_bytes) / sizeof(scale_type),
                               static_cast<std::uint32_t>(c));
-  fill_floats<<<256, 256>>>(d_x.get<float>(), static_cast<std::size_t>(max_n * sh.k));
+  fill_activations<X><<<256, 256>>>(d_x.get<X>(), static_cast<std::size_t>(max_n * sh.k));
   cuda_check(cudaGetLastError(), "fill kernels");
   cuda_check(cudaDeviceSynchronize(), "fill kernels");
 
-  std::vector<aplq::qmatrix_view<F>> views;
+  using view_type = std::conditional_t<Tiled, aplq::cuda::tiled_view<F>, aplq::qmatrix_view<F>>;
+  std::vector<view_type> views;
   for (std::size_t c = 0; c < copies; ++c)
     views.push_back({slab.get<std::uint8_t>(c * per_copy),
                      slab.get<scale_type>(c * per_copy + codes), nullptr, sh.m, sh.k});
 
   for (index_t n : timed_batches) {
-    if (n > aplq::cuda::gemv_max_n) {
-      record(n, "n/a (GEMM not yet implemented)");
-      continue;
-    }
     const std::size_t row = record(n, "ok");
     std::size_t next = 0;
     auto launch = [&] {
       cudaError_t error = cudaSuccess;
       const aplq::status s =
-          aplq::cuda::gemv(views[next], d_x.get<float>(), n, d_y.get<float>(), 0, &error);
+          aplq::cuda::gemm(views[next], d_x.get<X>(), n, d_y.get<float>(), 0, &error);
       next = (next + 1) % copies;
-      cuda_check(error, "launch of gemv " + name);
+      cuda_check(error, "launch of gemm " + name);
       if (s != aplq::status::ok)
-        throw std::runtime_error("gemv " + name + ": " + aplq::status_string(s));
+        throw std::runtime_error("gemm " + name + ": " + aplq::status_string(s));
     };
     for (int i = 0; i < warmup; ++i)
       launch();
@@ -511,7 +575,7 @@ void time_format(const shape& sh, const device_info& dev, bool quick, std::vecto
       launch();
       cuda_check(cudaEventRecord(e.stop, 0), "cudaEventRecord");
     }
-    cuda_check(cudaDeviceSynchronize(), "gemv " + name);
+    cuda_check(cudaDeviceSynchronize(), "gemm " + name);
     std::vector<double> us;
     for (const auto& e : events)
       us.push_back(1e3 * e.ms());
@@ -526,17 +590,21 @@ std::vector<timing> time_all(const device_info& dev, bool quick, const copy_resu
   std::printf("\ntiming: CUDA events, warm-up 5, median of %d launches, weights rotated over "
               "copies > 2 x L2\n",
               quick ? 30 : 100);
-  std::printf("  GB/s counts packed codes + scales + activations f32 + outputs f32; "
-              "copy%% is the share of the measured copy bandwidth\n");
-  std::printf("  %-12s %5s  %-16s %10s %9s %7s %7s\n", "M x K", "batch", "format", "time (us)",
+  std::printf(
+      "  GB/s counts packed codes + scales + activations (f32, f16 for _xf16) + outputs f32; "
+      "copy%% is the share of the measured copy bandwidth\n");
+  std::printf("  %-12s %5s  %-22s %10s %9s %7s %7s\n", "M x K", "batch", "format", "time (us)",
               "GB/s", "copy%", "copies");
   std::vector<timing> all;
   for (const shape& sh : timed_shapes) {
     const std::size_t first = all.size();
-    time_format<timed_q4>(sh, dev, quick, all);
-    time_format<timed_q8>(sh, dev, quick, all);
-    time_format<timed_q2>(sh, dev, quick, all);
-    time_format<timed_q1>(sh, dev, quick, all);
+    for_each_timed_format([&](auto fmt) {
+      using F = decltype(fmt);
+      time_format<F, false>(sh, dev, quick, all);
+      time_format<F, true>(sh, dev, quick, all);
+    });
+    // 4-bit with f16 activations, like the baseline's.
+    time_format<timed_q4, true, aplq::half>(sh, dev, quick, all);
     // Print by batch, then format.
     for (index_t n : timed_batches)
       for (std::size_t i = first; i < all.size(); ++i) {
@@ -545,11 +613,11 @@ std::vector<timing> time_all(const device_info& dev, bool quick, const copy_resu
           continue;
         const std::string mk = std::to_string(t.m) + "x" + std::to_string(t.k);
         if (t.status == "ok")
-          std::printf("  %-12s %5lld  %-16s %10.2f %9.1f %6.1f%% %7d\n", mk.c_str(),
+          std::printf("  %-12s %5lld  %-22s %10.2f %9.1f %6.1f%% %7d\n", mk.c_str(),
                       static_cast<long long>(t.n), t.format.c_str(), t.median_us, t.gb_per_s,
                       100.0 * t.gb_per_s / copy.gb_per_s, t.copies);
         else
-          std::printf("  %-12s %5lld  %-16s %s\n", mk.c_str(), static_cast<long long>(t.n),
+          std::printf("  %-12s %5lld  %-22s %s\n", mk.c_str(), static_cast<long long>(t.n),
                       t.format.c_str(), t.status.c_str());
       }
     std::fflush(stdout);

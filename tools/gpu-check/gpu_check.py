@@ -145,14 +145,14 @@ def format_table(data, rows):
     lines.append(f"correctness: {'PASS' if corr['passed'] else 'FAIL'} ({per_bits})")
     lines.append("GB/s: ours = packed codes + scales (+zeros) + activations f32 + outputs f32; "
                  "cuBLAS = fp16 weights + activations + outputs")
-    header = f"{'M x K':<12} {'batch':>5}  {'format':<16} {'time (us)':>10} {'GB/s':>8} " \
+    header = f"{'M x K':<12} {'batch':>5}  {'format':<22} {'time (us)':>10} {'GB/s':>8} " \
              f"{'copy%':>6}  {'vs cuBLAS fp16'}"
     lines.append(header)
     lines.append("-" * len(header))
     for r in rows:
         mk = f"{r['m']}x{r['k']}"
         if r["median_us"] is None:
-            lines.append(f"{mk:<12} {r['n']:>5}  {r['format']:<16} {r['status']}")
+            lines.append(f"{mk:<12} {r['n']:>5}  {r['format']:<22} {r['status']}")
             continue
         if r["format"] == BASELINE:
             vs = "1.00x (baseline)"
@@ -160,7 +160,7 @@ def format_table(data, rows):
             vs = f"{r['speedup_vs_cublas']:.2f}x"
         else:
             vs = r["baseline"]
-        lines.append(f"{mk:<12} {r['n']:>5}  {r['format']:<16} {r['median_us']:>10.2f} "
+        lines.append(f"{mk:<12} {r['n']:>5}  {r['format']:<22} {r['median_us']:>10.2f} "
                      f"{r['gb_per_s']:>8.1f} {100 * r['copy_fraction']:>5.1f}%  {vs}")
     return "\n".join(lines)
 

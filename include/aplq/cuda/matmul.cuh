@@ -3,4 +3,6 @@
 // umbrella is <aplq/matmul.hpp>; the two never include each other.
 #pragma once
 
+#include "gemm.cuh"
 #include "gemv.cuh"
+#include "tiled.hpp"

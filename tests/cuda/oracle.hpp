@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-// The host side of every check of aplq::cuda::gemv, shared by the cuda test suite
-// (tests/cuda/gemv.cu) and the GPU check tool (tools/gpu-check): the data of one case (Gaussian
+// The host side of every check of the aplq::cuda kernels, shared by the cuda test suite
+// (tests/cuda/*.cu) and the GPU check tool (tools/gpu-check): the data of one case (Gaussian
 // weights quantized with aplq::quantize, activations for the largest batch), the oracle
-// aplq::ref::gemm in double, the per-output f32 summation bound of the kernel, and the comparison
-// of what a launch wrote. Host code only (no doctest, no Thrust), so both can include it.
+// aplq::ref::gemm in double, the per-output f32 summation bound of each kernel, and the
+// comparison of what a launch wrote. Host code only (no doctest, no Thrust), so both can include
+// it.
 #pragma once
 
-#include <aplq/cuda/gemv.cuh>
+#include <aplq/cuda/matmul.cuh>
 #include <aplq/quantize.hpp>
 
 #include <cmath>
@@ -26,26 +27,60 @@ inline std::vector<float> normal(std::mt19937_64& gen, index_t n, float mean) {
   return v;
 }
 
-// The forward error bound of the kernel's f32 summation for output (i, r):
-//   depth * 2^-24 * sum_j |w_j x_ij| (first order), with depth =
-//     2                       w = a * (u - c): two roundings
+// The forward error bound of a kernel's f32 summation for output (i, r) is
+//   depth * 2^-24 * sum_j |w_j x_ij| (first order); each kernel has its depth. Every one starts
+//   with 2 for w = a * (u - c) (two roundings).
+enum class kernel { gemv_sequential, gemv_tiled, gemm };
+
+// gemv_sequential (gemv.cuh):
 //   + 16 * per_byte           the FMAs of one 16-byte chunk's partial sum
 //   + ceil(chunks / 32) + 2   a lane's partial sums (its chunks, one head and one tail byte)
 //   + 5                       the warp reduction.
+// gemv_tiled (gemm.cuh), U codes a unit:
+//   + U                       the FMAs of one unit's partial sum
+//   + 16                      a warp's middle sum (at most 15 units)
+//   + ceil(units / 128) + 1   the warp's total (a fold per 16 units of the warp, and the last)
+//   + 7                       the fixed-order sum of the 8 warps.
+// gemm_tiles (gemm.cuh), 32-column steps:
+//   + 32                      the FMAs of one step's partial sum
+//   + 32                      the middle sum (at most 32 steps)
+//   + ceil(steps / 32) + 1    the total, and the last middle sum added at the end.
 template <class F>
-double summation_depth(index_t cols) {
-  const double chunks = static_cast<double>(F::row_bytes(cols) / 16 + 1);
-  return 2.0 + 16.0 * F::per_byte + std::ceil(chunks / 32.0) + 2.0 + 5.0;
+double summation_depth(kernel which, index_t cols) {
+  switch (which) {
+  case kernel::gemv_sequential: {
+    const double chunks = static_cast<double>(F::row_bytes(cols) / 16 + 1);
+    return 2.0 + 16.0 * F::per_byte + std::ceil(chunks / 32.0) + 2.0 + 5.0;
+  }
+  case kernel::gemv_tiled: {
+    const index_t unit = cuda::tiled_view<F>::unit_codes;
+    const double units = static_cast<double>((cols + unit - 1) / unit);
+    return 2.0 + static_cast<double>(unit) + 16.0 + std::ceil(units / 128.0) + 1.0 + 7.0;
+  }
+  case kernel::gemm: {
+    const double steps = static_cast<double>((cols + 31) / 32);
+    return 2.0 + 32.0 + 32.0 + std::ceil(steps / 32.0) + 1.0;
+  }
+  }
+  return 0.0;
 }
 
-// One case: W [m, k] quantized to F, x [gemv_max_n][k]; expect and bound [gemv_max_n][m] (a batch
-// of n uses the first n rows).
+// The kernel a launch of cuda::gemm with n activation rows runs.
+inline kernel gemm_kernel(index_t n, bool tiled) {
+  if (n > cuda::gemv_max_n)
+    return kernel::gemm;
+  return tiled ? kernel::gemv_tiled : kernel::gemv_sequential;
+}
+
+// One case: W [m, k] quantized to F, x [max_n][k]; expect and magnitude (sum_j |w_j x_ij|)
+// [max_n][m] (a batch of n uses the first n rows).
 template <class F>
 struct gemv_case {
   qmatrix<F> q;
   std::vector<float> x;
   std::vector<double> expect;
-  std::vector<double> bound;
+  std::vector<double> magnitude;
+  index_t max_n = 0;
 };
 
 // Activations rounded to the storage type X (float, half or bfloat16) the kernel will read.
@@ -71,8 +106,9 @@ std::vector<X> stored_as(const std::vector<float>& v) {
 // as real ones are; activations have a mean too, and are rounded to X first, so the oracle sees
 // exactly what the kernel reads.
 template <class F, class X = float>
-status make_case(index_t m, index_t k, std::mt19937_64& gen, gemv_case<F>& c) {
-  constexpr index_t max_n = cuda::gemv_max_n;
+status make_case(index_t m, index_t k, std::mt19937_64& gen, gemv_case<F>& c,
+                 index_t max_n = cuda::gemv_max_n) {
+  c.max_n = max_n;
   const std::vector<float> w = normal(gen, m * k, F::zero_point ? 0.4f : 0.0f);
   c.x = normal(gen, max_n * k, 0.2f);
   for (float& v : c.x)
@@ -83,9 +119,8 @@ status make_case(index_t m, index_t k, std::mt19937_64& gen, gemv_case<F>& c) {
   c.expect.assign(static_cast<std::size_t>(max_n * m), 0.0);
   if (status s = ref::gemm(host, c.x.data(), max_n, c.expect.data()); s != status::ok)
     return s;
-  c.bound.assign(c.expect.size(), 0.0);
+  c.magnitude.assign(c.expect.size(), 0.0);
   std::vector<double> wd(static_cast<std::size_t>(k));
-  const double scale = summation_depth<F>(k) * std::ldexp(1.0, -24);
   for (index_t r = 0; r < m; ++r) {
     for (index_t j = 0; j < k; ++j)
       wd[j] = std::fabs(ref::weight(host, r, j));
@@ -93,7 +128,7 @@ status make_case(index_t m, index_t k, std::mt19937_64& gen, gemv_case<F>& c) {
       double mag = 0.0;
       for (index_t j = 0; j < k; ++j)
         mag += wd[j] * std::fabs(static_cast<double>(c.x[i * k + j]));
-      c.bound[i * m + r] = scale * 1.01 * mag + 1e-30;
+      c.magnitude[i * m + r] = mag;
     }
   }
   return status::ok;
@@ -113,20 +148,23 @@ struct outcome {
   bool pass() const { return worst < 0 && rel_l2_ok() && touched == 0; }
 };
 
+// Compares y with the oracle within the bound of the kernel that wrote it.
 template <class F>
-outcome compare(const gemv_case<F>& c, index_t n, const std::vector<float>& y) {
+outcome compare(const gemv_case<F>& c, index_t n, const std::vector<float>& y, kernel which) {
   outcome o;
+  const double scale = summation_depth<F>(which, c.q.cols()) * std::ldexp(1.0, -24) * 1.01;
   o.outputs = static_cast<std::size_t>(n * c.q.rows());
   double num = 0.0, den = 0.0;
   for (std::size_t i = 0; i < o.outputs; ++i) {
     const double err = std::fabs(static_cast<double>(y[i]) - c.expect[i]);
     num += err * err;
     den += c.expect[i] * c.expect[i];
-    if (!(err <= c.bound[i])) {
+    const double bound = scale * c.magnitude[i] + 1e-30;
+    if (!(err <= bound)) {
       ++o.out_of_bound;
-      if (o.worst < 0 || !(err - c.bound[i] <= o.worst_excess)) {
+      if (o.worst < 0 || !(err - bound <= o.worst_excess)) {
         o.worst = static_cast<index_t>(i);
-        o.worst_excess = err - c.bound[i];
+        o.worst_excess = err - bound;
       }
     }
   }
