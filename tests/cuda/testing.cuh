@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // What the CUDA test files share: the run's seed, device copies of host arrays at a chosen byte
-// offset, a stream, and activation type names.
+// offset, a stream, activation type names, and the walk over the sequential formats.
 #pragma once
 
 #include <aplq/half.hpp>
+#include <aplq/visit.hpp>
 
 #include <doctest/doctest.h>
 
@@ -65,6 +66,24 @@ const char* activation_name() {
   return std::is_same<X, float>::value        ? "f32"
          : std::is_same<X, aplq::half>::value ? "f16"
                                               : "bf16";
+}
+
+// Calls fn(F{}) for every sequential format of `bits`: groups 32/64/128/256/row x zero point x
+// f32/f16 scales.
+template <class Fn>
+void for_each_sequential_format(int bits, Fn&& fn) {
+  for (int group : {32, 64, 128, 256, whole_row})
+    for (bool zp : {false, true})
+      for (auto sc : {scale_kind::f32, scale_kind::f16}) {
+        const format_desc d{bits, group, zp, sc, layout_kind::sequential};
+        const status s = visit_format(d, [&](auto fmt) -> status {
+          if constexpr (std::is_same<typename decltype(fmt)::layout_type,
+                                     layout::sequential>::value)
+            fn(fmt);
+          return status::ok;
+        });
+        REQUIRE(s == status::ok);
+      }
 }
 
 } // namespace cuda_test

@@ -263,9 +263,17 @@ inline dim3 gemm_grid(index_t rows, index_t n) noexcept {
   return dim3(static_cast<unsigned>(bx), static_cast<unsigned>(by), 1);
 }
 
-template <class F, class X, class Source>
-status launch_gemm(const Source& src, index_t rows, index_t cols, const X* x, index_t n, float* y,
+// Checks the arguments of a GEMM launch (W's view, then n and the pointers) and launches it.
+template <class F, class X, class View, class Source>
+status launch_gemm(const View& w, const Source& src, const X* x, index_t n, float* y,
                    cudaStream_t stream, cudaError_t* error) noexcept {
+  if (status s = w.validate(); s != status::ok)
+    return s;
+  if (n < 1)
+    return status::invalid_shape;
+  if (x == nullptr || y == nullptr)
+    return status::null_pointer;
+  const index_t rows = w.rows, cols = w.cols;
   const dim3 grid = gemm_grid(rows, n);
   if (grid.x == 0)
     return status::invalid_shape;
@@ -310,14 +318,7 @@ status gemm(const tiled_view<F>& w, const X* x, index_t n, float* y, cudaStream_
     return gemv(w, x, n, y, stream, error);
   if (error != nullptr)
     *error = cudaSuccess;
-  if (status s = w.validate(); s != status::ok)
-    return s;
-  if (n < 1)
-    return status::invalid_shape;
-  if (x == nullptr || y == nullptr)
-    return status::null_pointer;
-  return detail::launch_gemm<F, X>(detail::tiled_source<F>{w}, w.rows, w.cols, x, n, y, stream,
-                                   error);
+  return detail::launch_gemm<F>(w, detail::tiled_source<F>{w}, x, n, y, stream, error);
 }
 
 // The same for the sequential layout (other layouts are unsupported_format): the sequential GEMV
@@ -331,18 +332,10 @@ status gemm(const qmatrix_view<F>& w, const X* x, index_t n, float* y, cudaStrea
     return gemv(w, x, n, y, stream, error);
   if (error != nullptr)
     *error = cudaSuccess;
-  if constexpr (!std::is_same<typename F::layout_type, layout::sequential>::value) {
+  if constexpr (!std::is_same<typename F::layout_type, layout::sequential>::value)
     return status::unsupported_format;
-  } else {
-    if (status s = w.validate(); s != status::ok)
-      return s;
-    if (n < 1)
-      return status::invalid_shape;
-    if (x == nullptr || y == nullptr)
-      return status::null_pointer;
-    return detail::launch_gemm<F, X>(detail::sequential_source<F>{w}, w.rows, w.cols, x, n, y,
-                                     stream, error);
-  }
+  else
+    return detail::launch_gemm<F>(w, detail::sequential_source<F>{w}, x, n, y, stream, error);
 }
 
 // The same for a format described at run time (sequential layout only), as gemv.
@@ -352,16 +345,8 @@ status gemm(const View& w, const X* x, index_t n, float* y, cudaStream_t stream 
             cudaError_t* error = nullptr) noexcept {
   if (error != nullptr)
     *error = cudaSuccess;
-  if (w.format.layout != layout_kind::sequential)
-    return status::unsupported_format;
-  return visit_format(w.format, [&](auto fmt) -> status {
-    using F = decltype(fmt);
-    using scale_type = typename F::scale_type;
-    const qmatrix_view<F> q{static_cast<const std::uint8_t*>(w.codes),
-                            static_cast<const scale_type*>(w.scales),
-                            static_cast<const scale_type*>(w.zeros), w.rows, w.cols};
-    return gemm(q, x, n, y, stream, error);
-  });
+  return detail::visit_sequential(w,
+                                  [&](const auto& q) { return gemm(q, x, n, y, stream, error); });
 }
 
 } // namespace cuda

@@ -171,6 +171,26 @@ inline unsigned gemv_blocks(index_t rows) noexcept {
   return blocks > 0x7fffffff ? 0u : static_cast<unsigned>(blocks);
 }
 
+// Calls fn(qmatrix_view<F>) with the typed view of the sequential format `w` describes;
+// other layouts and unknown formats are unsupported_format. The entry points for run-time
+// formats go through here, so each instantiates its kernels once per sequential format.
+template <class Fn>
+status visit_sequential(const any_qmatrix_view& w, Fn&& fn) noexcept {
+  if (w.format.layout != layout_kind::sequential)
+    return status::unsupported_format;
+  return visit_format(w.format, [&](auto fmt) -> status {
+    using F = decltype(fmt);
+    using scale_type = typename F::scale_type;
+    if constexpr (!std::is_same<typename F::layout_type, layout::sequential>::value) {
+      return status::unsupported_format;
+    } else {
+      return fn(qmatrix_view<F>{static_cast<const std::uint8_t*>(w.codes),
+                                static_cast<const scale_type*>(w.scales),
+                                static_cast<const scale_type*>(w.zeros), w.rows, w.cols});
+    }
+  });
+}
+
 inline status launched(cudaError_t* error) noexcept {
   const cudaError_t e = cudaGetLastError();
   if (error != nullptr)
@@ -221,16 +241,8 @@ status gemv(const View& w, const X* x, index_t n, float* y, cudaStream_t stream 
             cudaError_t* error = nullptr) noexcept {
   if (error != nullptr)
     *error = cudaSuccess;
-  if (w.format.layout != layout_kind::sequential)
-    return status::unsupported_format;
-  return visit_format(w.format, [&](auto fmt) -> status {
-    using F = decltype(fmt);
-    using scale_type = typename F::scale_type;
-    const qmatrix_view<F> q{static_cast<const std::uint8_t*>(w.codes),
-                            static_cast<const scale_type*>(w.scales),
-                            static_cast<const scale_type*>(w.zeros), w.rows, w.cols};
-    return gemv(q, x, n, y, stream, error);
-  });
+  return detail::visit_sequential(w,
+                                  [&](const auto& q) { return gemv(q, x, n, y, stream, error); });
 }
 
 } // namespace cuda
