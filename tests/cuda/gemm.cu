@@ -8,8 +8,9 @@
 //   (the tiled GEMV kernel), 9 and 40 rows (the GEMM kernel), and gemv for 3.
 // f32 activations, and f16 and bf16 ones for group 128. y is poisoned with NaN before each
 // launch; every output must be written and within its kernel's f32 summation bound, and nothing
-// past the outputs may change. Bad arguments give statuses. Fresh data each run
-// (APLQ_TEST_SEED=<n> replays; the seed is printed with every failure).
+// past the outputs may change. Bad arguments give statuses. A batch larger than one launch's
+// grid runs in several launches. Fresh data each run (APLQ_TEST_SEED=<n> replays; the seed is
+// printed with every failure).
 #include <aplq/cuda/matmul.cuh>
 #include <aplq/quantize.hpp>
 
@@ -254,5 +255,47 @@ TEST_CASE("cuda/gemm: bad arguments give a status and leave y alone") {
       else
         CHECK(std::isnan(y[i]));
     }
+  }
+}
+
+TEST_CASE("cuda/gemm: more activation rows than one launch's grid holds") {
+  // The GEMM grid holds gemm_launch_rows activation rows; more go through several launches.
+  using F = format<4, 32>;
+  const index_t m = 3, k = 5, n = aplq::cuda::detail::gemm_launch_rows + 7;
+  std::mt19937_64 gen(base_seed() ^ 79u);
+  INFO(seed_note());
+  const std::vector<float> w = cuda_check::normal(gen, m * k, 0.0f);
+  const std::vector<float> x = cuda_check::normal(gen, n * k, 0.2f);
+  qmatrix<F> q;
+  REQUIRE(quantize<F>(w.data(), m, k, q) == status::ok);
+  aplq::cuda::tiled_matrix<F> t;
+  REQUIRE(t.pack(q.view()) == status::ok);
+  const device_array d_codes(q.codes(), 0), d_scales(q.scales(), 0);
+  const device_array dt_codes(t.codes(), 0), dt_scales(t.scales(), 0);
+  const device_array d_x(x, 0);
+  const qmatrix_view<F> view{d_codes.get<std::uint8_t>(), d_scales.get<float>(), nullptr, m, k};
+  const aplq::cuda::tiled_view<F> tv =
+      t.view_of(dt_codes.get<std::uint8_t>(), dt_scales.get<float>(), nullptr);
+  std::vector<double> expect(static_cast<std::size_t>(n * m));
+  REQUIRE(ref::gemm(q.view(), x.data(), n, expect.data()) == status::ok);
+  thrust::device_vector<float> d_y(static_cast<std::size_t>(n * m + guard));
+  std::vector<float> y(d_y.size());
+  for (bool tiled : {false, true}) {
+    const std::string layout_name = tiled ? "tiled" : "sequential";
+    INFO(layout_name);
+    thrust::fill(d_y.begin(), d_y.end(), std::numeric_limits<float>::quiet_NaN());
+    float* dy = thrust::raw_pointer_cast(d_y.data());
+    const status s = tiled ? aplq::cuda::gemm(tv, d_x.get<float>(), n, dy)
+                           : aplq::cuda::gemm(view, d_x.get<float>(), n, dy);
+    REQUIRE(s == status::ok);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    thrust::copy(d_y.begin(), d_y.end(), y.begin());
+    std::size_t wrong = 0, touched = 0;
+    for (std::size_t i = 0; i < expect.size(); ++i)
+      wrong += !(std::fabs(y[i] - expect[i]) <= 1e-5 * (1.0 + std::fabs(expect[i])));
+    for (std::size_t i = expect.size(); i < y.size(); ++i)
+      touched += !std::isnan(y[i]);
+    CHECK(wrong == 0);
+    CHECK(touched == 0);
   }
 }

@@ -38,7 +38,7 @@ enum class kernel { gemv_sequential, gemv_tiled, gemm };
 //   + 5                       the warp reduction.
 // gemv_tiled (gemm.cuh), U codes a unit:
 //   + U                       the FMAs of one unit's partial sum
-//   + 16                      a warp's middle sum (at most 15 units)
+//   + 16                      a warp's middle sum (at most 16 units, 15 roundings)
 //   + ceil(units / 128) + 1   the warp's total (a fold per 16 units of the warp, and the last)
 //   + 7                       the fixed-order sum of the 8 warps.
 // gemm_tiles (gemm.cuh), 32-column steps:

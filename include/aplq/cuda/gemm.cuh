@@ -95,7 +95,9 @@ __global__ void __launch_bounds__(tiled_warps* warp_size)
       const index_t jw = u * U + k * codes_per_word; // the word's first column
       if (jw >= cols)
         break;
-      const index_t g = F::group == whole_row ? 0 : jw / F::group;
+      index_t g = 0;
+      if constexpr (F::group != whole_row)
+        g = jw / F::group;
       if (g != cached) {
         cached = g;
         a = F::affine_a(load_scale(scales + g * tile_rows));
@@ -187,7 +189,9 @@ __global__ void __launch_bounds__(gemm_threads)
   index_t steps = 0;
   for (index_t k0 = 0; k0 < cols; k0 += gemm_bk) {
     if (r < rows) {
-      const index_t g = F::group == whole_row ? 0 : k0 / F::group;
+      index_t g = 0;
+      if constexpr (F::group != whole_row)
+        g = k0 / F::group;
       const float a = src.a(r, g), c = src.c(r, g);
       const index_t j0 = k0 + 16 * wh;
       const std::uint8_t* b = src.bytes(r, j0);
@@ -255,13 +259,8 @@ __global__ void __launch_bounds__(gemm_threads)
   }
 }
 
-// The GEMM grid for [rows] x [n]: x = 0 when it would not fit.
-inline dim3 gemm_grid(index_t rows, index_t n) noexcept {
-  const index_t bx = (rows + gemm_bm - 1) / gemm_bm, by = (n + gemm_bn - 1) / gemm_bn;
-  if (bx > 0x7fffffff || by > 65535)
-    return dim3(0, 0, 1);
-  return dim3(static_cast<unsigned>(bx), static_cast<unsigned>(by), 1);
-}
+// Activation rows one GEMM launch takes: its grid's y dimension holds at most 65535 blocks.
+inline constexpr index_t gemm_launch_rows = index_t{65535} * gemm_bn;
 
 // Checks the arguments of a GEMM launch (W's view, then n and the pointers) and launches it.
 template <class F, class X, class View, class Source>
@@ -274,11 +273,20 @@ status launch_gemm(const View& w, const Source& src, const X* x, index_t n, floa
   if (x == nullptr || y == nullptr)
     return status::null_pointer;
   const index_t rows = w.rows, cols = w.cols;
-  const dim3 grid = gemm_grid(rows, n);
-  if (grid.x == 0)
+  const index_t row_blocks = (rows + gemm_bm - 1) / gemm_bm;
+  if (row_blocks > 0x7fffffff)
     return status::invalid_shape;
-  gemm_tiles<F, X, Source><<<grid, gemm_threads, 0, stream>>>(src, rows, cols, x, n, y);
-  return launched(error);
+  // More activation rows than one grid holds: one launch per gemm_launch_rows of them.
+  for (index_t i0 = 0; i0 < n; i0 += gemm_launch_rows) {
+    const index_t part = n - i0 < gemm_launch_rows ? n - i0 : gemm_launch_rows;
+    const dim3 grid(static_cast<unsigned>(row_blocks),
+                    static_cast<unsigned>((part + gemm_bn - 1) / gemm_bn), 1);
+    gemm_tiles<F, X, Source>
+        <<<grid, gemm_threads, 0, stream>>>(src, rows, cols, x + i0 * cols, part, y + i0 * rows);
+    if (status s = launched(error); s != status::ok)
+      return s;
+  }
+  return status::ok;
 }
 
 } // namespace detail
