@@ -104,19 +104,12 @@ void check_format(const shape& sh, std::uint64_t salt, cudaStream_t stream) {
 // Every sequential format of `bits` on every shape.
 void check_bits(int bits) {
   stream_holder stream;
-  std::uint64_t salt = static_cast<std::uint64_t>(bits) * 1000;
-  for_each_sequential_format(bits, [&](auto fmt) {
-    using F = decltype(fmt);
-    for (const shape& sh : shapes) {
-      check_format<F>(sh, ++salt, stream.s);
-      // f16 and bf16 activations: group 128 (with and without zero points, both scale types) is
-      // enough; the activation load is the only part that changes.
-      if constexpr (F::group == 128) {
-        check_format<F, aplq::half>(sh, ++salt, stream.s);
-        check_format<F, aplq::bfloat16>(sh, ++salt, stream.s);
-      }
-    }
-  });
+  for_each_case(bits, static_cast<std::uint64_t>(bits) * 1000,
+                [&](auto fmt, auto x, std::uint64_t salt) {
+                  for (const shape& sh : shapes)
+                    check_format<decltype(fmt), decltype(x)>(
+                        sh, salt * 16 + static_cast<std::uint64_t>(&sh - shapes), stream.s);
+                });
 }
 
 } // namespace

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // What the CUDA test files share: the run's seed, device copies of host arrays at a chosen byte
-// offset, a stream, activation type names, and the walk over the sequential formats.
+// offset, a stream, activation type names, and the walk over the formats and activation types.
 #pragma once
 
 #include <aplq/half.hpp>
@@ -68,18 +68,25 @@ const char* activation_name() {
                                               : "bf16";
 }
 
-// Calls fn(F{}) for every sequential format of `bits`: groups 32/64/128/256/row x zero point x
-// f32/f16 scales.
-template <class Fn>
-void for_each_sequential_format(int bits, Fn&& fn) {
+// Calls check(F{}, X{}, salt) for every sequential format F of `bits` (groups 32/64/128/256/row
+// x zero point x f32/f16 scales) with X = float activations, and at group 128 (with and without
+// zero points, both scale types) with X = aplq::half and aplq::bfloat16 too: the activation load
+// is the only part that changes. Each call gets its own salt, counted up from `salt`.
+template <class Check>
+void for_each_case(int bits, std::uint64_t salt, Check&& check) {
   for (int group : {32, 64, 128, 256, whole_row})
     for (bool zp : {false, true})
       for (auto sc : {scale_kind::f32, scale_kind::f16}) {
         const format_desc d{bits, group, zp, sc, layout_kind::sequential};
         const status s = visit_format(d, [&](auto fmt) -> status {
-          if constexpr (std::is_same<typename decltype(fmt)::layout_type,
-                                     layout::sequential>::value)
-            fn(fmt);
+          using F = decltype(fmt);
+          if constexpr (std::is_same<typename F::layout_type, layout::sequential>::value) {
+            check(fmt, float{}, ++salt);
+            if constexpr (F::group == 128) {
+              check(fmt, aplq::half{}, ++salt);
+              check(fmt, aplq::bfloat16{}, ++salt);
+            }
+          }
           return status::ok;
         });
         REQUIRE(s == status::ok);
