@@ -424,6 +424,8 @@ void rows(const weights<Scale>& w, index_t r0, index_t r1, const activations& ac
 // 7.0 ms on the tiles, 9.5 on the panels (half of a 16-row panel idle); 12: 10.5 and 8.6; 16:
 // 14.1 and 9.1; 64: 57 and 25.
 inline constexpr index_t panel_min_batch = 12;
+// 6 rows x 2 vectors: 12 accumulators, 2 activation vectors and a broadcast fill the 16 vector
+// registers of AVX2 (and SSE). 8 chunks: a 256-column block of 16 activation rows is 16 KiB.
 inline constexpr int panel_rows = 6;
 inline constexpr index_t panel_chunks = 8;
 static_assert(block_chunks % panel_chunks == 0, "a block is whole column blocks");

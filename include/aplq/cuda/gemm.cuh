@@ -54,6 +54,7 @@ struct tiled_source {
 
 // ---- GEMV on the tiled layout ----
 
+// Not yet measured on a GPU: 8 warps of a tile, two 16-byte loads in flight each.
 inline constexpr int tiled_warps = 8;
 // Units a warp sums into its middle sum before folding it into the total.
 inline constexpr index_t tiled_fold_units = 16;
@@ -163,6 +164,7 @@ __global__ void __launch_bounds__(tiled_warps* warp_size)
 
 // ---- GEMM, any batch ----
 
+// Block and step sizes are a first choice, not yet measured on a GPU.
 inline constexpr int gemm_bm = 64;       // weight rows per block
 inline constexpr int gemm_bn = 32;       // activation rows per block
 inline constexpr int gemm_bk = 32;       // columns per step: inside one scale group
