@@ -57,15 +57,18 @@ struct rtn_quantizer {
 
 namespace detail {
 
-// The nearest code to w under stored scale s and zero point z.
+// The nearest code to w under stored scale s and zero point z. w / s is taken in double: in f32
+// a quotient just past a half (-80.500004 rounding to -80.5, then to even -80) makes rint pick the
+// farther of two codes.
 template <class Format>
 inline unsigned nearest_code(float w, float s, float z) noexcept {
   if constexpr (!Format::zero_point && Format::bits == 1) {
     return w >= 0.0f ? (s >= 0.0f ? 1u : 0u) : (s >= 0.0f ? 0u : 1u);
   } else {
-    const float offset = Format::zero_point ? z : static_cast<float>(1 << (Format::bits - 1));
-    const float q = s != 0.0f ? std::rint(w / s) + offset : offset;
-    return static_cast<unsigned>(std::fmin(std::fmax(q, 0.0f), float(Format::code_max)));
+    const double offset = Format::zero_point ? z : static_cast<double>(1 << (Format::bits - 1));
+    const double q =
+        s != 0.0f ? std::rint(static_cast<double>(w) / static_cast<double>(s)) + offset : offset;
+    return static_cast<unsigned>(std::fmin(std::fmax(q, 0.0), double(Format::code_max)));
   }
 }
 
