@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // AVX2 primitives where xsimd has no instruction: nibble / bit-plane expansion of packed codes
-// into 32 bytes, the u8 x s8 dot (vpmaddubsw + vpmaddwd), the u8 -> f32 widening, and F16C scale
-// loads. Compiled only when the translation unit targets AVX2.
+// into 32 bytes, the u8 x s8 dot (vpmaddubsw + vpmaddwd), codes to f32 (a vpshufb table lookup
+// up to 4 bits, widening at 8), and F16C scale loads. Compiled only when the translation unit targets AVX2.
 #pragma once
 
 #if defined(__AVX2__)
@@ -72,28 +72,95 @@ inline __m256i load_chunk(const std::uint8_t* src, int plane, requires_arch<xsim
   return avx2::load_chunk<F>(src, plane);
 }
 
+// The upper 16 bits of the f32 encoding of v, for v a multiple of 1/2 with at most eight
+// significant bits (|v| <= 127.5): the lower 16 bits of such a float are zero.
+constexpr std::uint16_t f32_high_half(double v) noexcept {
+  if (v == 0.0)
+    return 0;
+  const unsigned sign = v < 0.0 ? 1u : 0u;
+  double m = v < 0.0 ? -v : v;
+  int e = 0;
+  while (m >= 2.0) {
+    m /= 2.0;
+    ++e;
+  }
+  while (m < 1.0) {
+    m *= 2.0;
+    --e;
+  }
+  return static_cast<std::uint16_t>(sign << 15 | static_cast<unsigned>(e + 127) << 7 |
+                                    static_cast<unsigned>((m - 1.0) * 128.0));
+}
+
+// The low (bytes[0]) and high (bytes[1]) byte of f32_high_half(u - c) for code u = i % 16, as
+// vpshufb tables (the same 16 entries in both 128-bit lanes). c is the format's constant for
+// symmetric formats and 0 for zero-point ones, whose group c is subtracted in f32 afterwards.
+template <class F>
+struct high_half_table {
+  alignas(32) std::uint8_t bytes[2][32];
+  constexpr high_half_table() noexcept : bytes{} {
+    const double c = F::zero_point ? 0.0 : static_cast<double>(F::affine_c(0.0f));
+    for (int i = 0; i < 32; ++i) {
+      const int u = i % 16;
+      const std::uint16_t h = u <= static_cast<int>(F::code_max) ? f32_high_half(u - c) : 0;
+      bytes[0][i] = static_cast<std::uint8_t>(h & 0xff);
+      bytes[1][i] = static_cast<std::uint8_t>(h >> 8);
+    }
+  }
+};
+template <class F>
+inline constexpr high_half_table<F> high_halves{};
+
 template <class F, class A>
 inline void dequantize_chunk(__m256i codes, float c, xsimd::batch<float, A>* out,
                              requires_arch<xsimd::avx2>) noexcept {
-  const __m128i lo = _mm256_castsi256_si128(codes);
-  const __m128i hi = _mm256_extracti128_si256(codes, 1);
-  if constexpr (!F::zero_point && F::bits >= 2) {
-    // c = 2^(bits-1) is an integer: subtract it on the bytes, widen as signed, no float subtract.
-    (void)c;
-    const __m256i q =
-        _mm256_sub_epi8(codes, _mm256_set1_epi8(static_cast<char>(1 << (F::bits - 1))));
-    const __m128i qlo = _mm256_castsi256_si128(q);
-    const __m128i qhi = _mm256_extracti128_si256(q, 1);
-    out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(qlo));
-    out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(qlo, 8)));
-    out[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(qhi));
-    out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(qhi, 8)));
+  if constexpr (F::bits <= 4) {
+    // Codes of up to 4 bits take 16 values, and u - c (or u) is a small float whose lower 16
+    // bits are zero: two vpshufb look up its upper bytes and two unpacks put them in the upper
+    // half of each 32-bit lane. The vpermd first moves dwords 0, 2, 4, 6 (lanes 0-3, 8-11,
+    // 16-19, 24-27) to the low 128-bit lane, so that the in-lane unpacks return lanes in order.
+    // Nine shuffles, against an add, three extracts, four widenings and four conversions.
+    // AVX2, in cache, one thread, q4_g32_s32 4 rows x 32 codes: 1.79 -> 1.56 ns.
+    const __m256i q = _mm256_permutevar8x32_epi32(codes, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+    const __m256i lo = _mm256_shuffle_epi8(
+        _mm256_load_si256(reinterpret_cast<const __m256i*>(high_halves<F>.bytes[0])), q);
+    const __m256i hi = _mm256_shuffle_epi8(
+        _mm256_load_si256(reinterpret_cast<const __m256i*>(high_halves<F>.bytes[1])), q);
+    const __m256i w0 = _mm256_unpacklo_epi8(lo, hi); // lanes 0-3, 8-11 | 4-7, 12-15
+    const __m256i w1 = _mm256_unpackhi_epi8(lo, hi); // lanes 16-19, 24-27 | 20-23, 28-31
+    const __m256i zero = _mm256_setzero_si256();
+    out[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, w0));
+    out[1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w0));
+    out[2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, w1));
+    out[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w1));
+    if constexpr (F::zero_point) {
+      const __m256 cv = _mm256_set1_ps(c);
+      for (int v = 0; v < 4; ++v)
+        out[v] = _mm256_sub_ps(out[v], cv);
+    } else {
+      (void)c;
+    }
   } else {
-    const __m256 cv = _mm256_set1_ps(c);
-    out[0] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), cv);
-    out[1] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), cv);
-    out[2] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), cv);
-    out[3] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), cv);
+    // 8-bit codes widen and convert.
+    const __m128i lo = _mm256_castsi256_si128(codes);
+    const __m128i hi = _mm256_extracti128_si256(codes, 1);
+    if constexpr (!F::zero_point) {
+      // c = 128: subtract it on the bytes, widen as signed, no float subtract.
+      (void)c;
+      const __m256i q = _mm256_sub_epi8(codes, _mm256_set1_epi8(static_cast<char>(0x80)));
+      const __m128i qlo = _mm256_castsi256_si128(q);
+      const __m128i qhi = _mm256_extracti128_si256(q, 1);
+      out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(qlo));
+      out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(qlo, 8)));
+      out[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(qhi));
+      out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(qhi, 8)));
+    } else {
+      const __m256 cv = _mm256_set1_ps(c);
+      out[0] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), cv);
+      out[1] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), cv);
+      out[2] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), cv);
+      out[3] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), cv);
+    }
   }
 }
 
