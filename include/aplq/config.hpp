@@ -18,11 +18,14 @@
 #define APLQ_FORCE_INLINE inline __attribute__((always_inline))
 #endif
 
-// A read prefetch hint (no effect where the compiler has none).
+// Read prefetch hints, into every cache level or into L2 and beyond (no effect where the compiler
+// has none).
 #if defined(__GNUC__) || defined(__clang__)
 #define APLQ_PREFETCH(p) __builtin_prefetch(p)
+#define APLQ_PREFETCH_L2(p) __builtin_prefetch(p, 0, 2)
 #else
 #define APLQ_PREFETCH(p) ((void)(p))
+#define APLQ_PREFETCH_L2(p) ((void)(p))
 #endif
 
 // APLQ_ASSERT checks internal invariants in debug builds only (never user input: that gets a
