@@ -195,12 +195,14 @@ APLQ_FORCE_INLINE void prefetch_next_tile(const weights<Scale>& w, index_t r, in
     return;
   constexpr index_t line = 64;
   constexpr index_t step = RT * chunk_bytes<F>; // the next tile's code bytes per chunk
-  const std::uint8_t* codes = w.codes + (r + RT) * w.row_bytes + ch * step;
+  // Offsets stay inside the next tile's RT rows (a sequential row's last chunk can be partial).
+  const index_t block = RT * w.row_bytes;
+  const std::uint8_t* codes = w.codes + (r + RT) * w.row_bytes;
   if constexpr (step < line) {
-    if (ch % (line / step) == 0)
-      APLQ_PREFETCH_L2(codes);
+    if (ch % (line / step) == 0 && ch * step < block)
+      APLQ_PREFETCH_L2(codes + ch * step);
   } else {
-    for (index_t b = 0; b < step; b += line)
+    for (index_t b = ch * step; b < std::min(ch * step + step, block); b += line)
       APLQ_PREFETCH_L2(codes + b);
   }
   const index_t offset = ch * line; // scales of RT rows take at most a quarter of chunks lines
