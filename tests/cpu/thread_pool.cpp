@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// The thread pool runs every task exactly once for any thread count, reuses its workers, and
-// serves several calling threads at once.
+// The thread pool runs every task exactly once for any thread count, reuses its workers (polling
+// or blocked between calls), and serves several calling threads at once.
 #include "../testing.hpp"
 
 #include <atomic>
+#include <chrono>
+#include <random>
 #include <thread>
 
 using aplq::cpu::thread_pool;
@@ -25,8 +27,9 @@ TEST_CASE("thread_pool: every task runs exactly once") {
   }
 }
 
-TEST_CASE("thread_pool: uses more than one thread when asked") {
-  thread_pool pool(1);
+// Whether a run of `threads` threads had two tasks inside fn at once (each task waits up to 20 ms
+// for a second one).
+bool overlaps(thread_pool& pool, int threads) {
   std::atomic<int> inside{0};
   std::atomic<bool> overlapped{false};
   auto fn = [&](aplq::index_t) {
@@ -37,8 +40,45 @@ TEST_CASE("thread_pool: uses more than one thread when asked") {
       std::this_thread::yield();
     inside.fetch_sub(1);
   };
-  pool.run(2, 2, fn);
-  CHECK(overlapped.load());
+  pool.run(threads, 2, fn);
+  return overlapped.load();
+}
+
+TEST_CASE("thread_pool: uses more than one thread when asked") {
+  thread_pool pool(1);
+  CHECK(overlaps(pool, 2));
+  CHECK_FALSE(overlaps(pool, 1));
+}
+
+TEST_CASE("thread_pool: workers polling, blocked, or switched between the two") {
+  using std::chrono::microseconds;
+  thread_pool pool(3, microseconds(0));
+  CHECK(pool.spin() == microseconds(0));
+  std::mt19937 gen(static_cast<std::uint32_t>(aplq_test::base_seed()));
+  // Spin times below, at and above the gaps between calls, so that workers are found polling,
+  // just gone to sleep, or long asleep; thread counts change between calls, so workers that are
+  // not helpers of a call skip it.
+  for (int spin : {0, 200, 5000, 1000}) {
+    pool.set_spin(microseconds(spin));
+    CHECK(pool.spin() == microseconds(spin));
+    for (int rep = 0; rep < 60; ++rep) {
+      const int threads = 1 + static_cast<int>(gen() % 4);
+      const aplq::index_t tasks = static_cast<aplq::index_t>(gen() % 300);
+      std::vector<std::atomic<int>> hits(static_cast<std::size_t>(tasks));
+      auto fn = [&](aplq::index_t t) { hits[static_cast<std::size_t>(t)].fetch_add(1); };
+      pool.run(threads, tasks, fn);
+      int wrong = 0;
+      for (auto& h : hits)
+        wrong += h.load() != 1;
+      INFO("spin=", spin, "us threads=", threads, " tasks=", tasks, " ", aplq_test::seed_note());
+      CHECK(wrong == 0);
+      if (gen() % 3 == 0)
+        std::this_thread::sleep_for(microseconds(gen() % 2000));
+    }
+    CHECK(overlaps(pool, 4));
+  }
+  pool.set_spin(microseconds(-5));
+  CHECK(pool.spin() == microseconds(0));
 }
 
 TEST_CASE("thread_pool: concurrent callers each get all their tasks") {
