@@ -93,6 +93,12 @@ APLQ_API int aplq_device(void);
 #define APLQ_SCALE_F16 1
 #define APLQ_LAYOUT_SEQUENTIAL 0  /* interchange: codes in order, low bits first within a byte */
 #define APLQ_LAYOUT_CPU_STRIPED 1 /* 32-byte stripes the CPU kernels load directly (faster) */
+/* 1 and 2 bits only: tiles of 32 interleaved rows for the table-lookup kernels (aplq's fastest
+ * for those widths), which multiply with APLQ_POLICY_INT8 only. Rows are rounded up to whole
+ * tiles (padding rows hold zero codes and zero scales); the arrays are those of
+ * aplq::cpu::lut_matrix (<aplq/cpu/lut.hpp> draws them). Make one with aplq_repack or
+ * aplq_quantize; aplq_dequantize and aplq_repack read it back exactly. */
+#define APLQ_LAYOUT_LUT 2
 
 /* A quantization format. Values: symmetric, bits >= 2: w = s * (u - 2^(bits-1)); symmetric,
  * 1 bit: w = s * (2u - 1) (bit 1 = +s); zero point: w = s * (u - z); u is the unsigned code.
@@ -103,10 +109,11 @@ typedef struct aplq_format {
                      APLQ_GROUP_ROW */
   int zero_point; /* 0: symmetric; 1: one zero point per group, stored like the scales */
   int scale_type; /* APLQ_SCALE_F32 or APLQ_SCALE_F16 (IEEE binary16, for scales and zeros) */
-  int layout;     /* APLQ_LAYOUT_SEQUENTIAL or APLQ_LAYOUT_CPU_STRIPED */
+  int layout;     /* APLQ_LAYOUT_SEQUENTIAL, APLQ_LAYOUT_CPU_STRIPED or APLQ_LAYOUT_LUT */
 } aplq_format;
 
-/* How many bytes a [rows, cols] matrix of a format takes. */
+/* How many bytes a [rows, cols] matrix of a format takes. With APLQ_LAYOUT_LUT, rows counts
+ * whole tiles (rounded up to a multiple of 32) and row_bytes is 4 * bits per 32 columns. */
 typedef struct aplq_sizes {
   int64_t row_bytes;    /* bytes of codes per row */
   int64_t groups;       /* scale groups per row */
@@ -152,7 +159,8 @@ APLQ_API int aplq_quantize(const aplq_format* format, const float* w, int64_t ro
 APLQ_API int aplq_dequantize(const aplq_qmatrix* w, float* out);
 /* Copies W into `layout` (APLQ_LAYOUT_*), same format otherwise, bit-exactly: sized by
  * aplq_sizes_of with that layout. Repack once to APLQ_LAYOUT_CPU_STRIPED for the fastest
- * multiplies on the CPU. */
+ * multiplies on the CPU, or, for 1- and 2-bit formats with the int8 policy, to
+ * APLQ_LAYOUT_LUT. */
 APLQ_API int aplq_repack(const aplq_qmatrix* w, int layout, const aplq_qbuffers* out);
 
 /* ---- Native API: multiplies -------------------------------------------------------------- */
@@ -168,7 +176,9 @@ typedef struct aplq_options {
   int policy;  /* APLQ_POLICY_EXACT or APLQ_POLICY_INT8 */
 } aplq_options;
 
-/* y [rows] = W x [cols]. */
+/* y [rows] = W x [cols]. An APLQ_LAYOUT_LUT matrix needs options with APLQ_POLICY_INT8
+ * (anything else is APLQ_E_INVALID_ARGUMENT); its results are those of the int8 policy on the
+ * same weights in another layout, up to f32 summation order. */
 APLQ_API int aplq_gemv(const aplq_qmatrix* w, const float* x, float* y,
                        const aplq_options* options);
 /* Y [n, rows] = X [n, cols] W^T. */

@@ -10,6 +10,7 @@ Native API (pack once, multiply often)::
     fmt = aplq.Format(bits=4, group=128)               # symmetric, f32 scales, sequential
     q = aplq.quantize(w, fmt)                          # w: float [rows, cols] -> QMatrix
     q = aplq.repack(q, "cpu_striped")                  # optional: the CPU kernels' layout
+    # (1 and 2 bits: aplq.repack(q, "lut") for the table-lookup kernels, policy "int8")
     y = aplq.gemv(q, x)                                # [rows] = W x
     Y = aplq.gemm(q, X, threads=0, policy="int8")      # [n, rows] = X W^T
 
@@ -52,7 +53,7 @@ E_BUFFER_TOO_SMALL = -12
 
 GROUP_ROW = 0
 _SCALES = {"f32": (0, np.float32), "f16": (1, np.float16)}
-_LAYOUTS = {"sequential": 0, "cpu_striped": 1}
+_LAYOUTS = {"sequential": 0, "cpu_striped": 1, "lut": 2}
 _POLICIES = {"exact": 0, "int8": 1}
 
 _lib = None
@@ -140,7 +141,8 @@ def library_path():
 
 class Format:
     """A quantization format: bits 1/2/4/8; group 32/64/128/256 or 0 (GROUP_ROW: whole row);
-    zero_point; scale 'f32' or 'f16'; layout 'sequential' or 'cpu_striped'."""
+    zero_point; scale 'f32' or 'f16'; layout 'sequential', 'cpu_striped' or (1 and 2 bits,
+    multiplied with policy 'int8' only) 'lut'."""
 
     def __init__(self, bits=4, group=128, zero_point=False, scale="f32", layout="sequential"):
         if scale not in _SCALES:
@@ -177,10 +179,16 @@ def sizes(fmt, rows, cols):
     return {name: getattr(s, name) for name, _ in _capi.Sizes._fields_}
 
 
+def _stored_rows(sz):
+    """Rows the arrays hold: the matrix's, or whole tiles of 32 in the 'lut' layout."""
+    return sz["codes_bytes"] // sz["row_bytes"]
+
+
 class QMatrix:
     """A packed matrix W [rows, cols]: codes uint8 [rows, row_bytes], scales and (zero-point
-    formats) zeros [rows, groups] of the format's scale dtype. Arrays from elsewhere (a
-    checkpoint, say) are checked against sizes() and used as they are."""
+    formats) zeros [rows, groups] of the format's scale dtype; in the 'lut' layout the arrays
+    have rows rounded up to a multiple of 32. Arrays from elsewhere (a checkpoint, say) are
+    checked against sizes() and used as they are."""
 
     def __init__(self, fmt, codes, scales, zeros, rows, cols):
         rows, cols = int(rows), int(cols)
@@ -200,16 +208,18 @@ class QMatrix:
         else:
             zeros = None
         self.format, self.rows, self.cols = fmt, rows, cols
-        self.codes = codes.reshape(rows, sz["row_bytes"])
-        self.scales = scales.reshape(rows, sz["groups"])
-        self.zeros = None if zeros is None else zeros.reshape(rows, sz["groups"])
+        stored = _stored_rows(sz)
+        self.codes = codes.reshape(stored, sz["row_bytes"])
+        self.scales = scales.reshape(stored, sz["groups"])
+        self.zeros = None if zeros is None else zeros.reshape(stored, sz["groups"])
 
     @classmethod
     def empty(cls, fmt, rows, cols):
         sz = sizes(fmt, rows, cols)
-        zeros = np.zeros((rows, sz["groups"]), fmt.scale_dtype) if fmt.zero_point else None
-        return cls(fmt, np.zeros((rows, sz["row_bytes"]), np.uint8),
-                   np.zeros((rows, sz["groups"]), fmt.scale_dtype), zeros, rows, cols)
+        stored = _stored_rows(sz)
+        zeros = np.zeros((stored, sz["groups"]), fmt.scale_dtype) if fmt.zero_point else None
+        return cls(fmt, np.zeros((stored, sz["row_bytes"]), np.uint8),
+                   np.zeros((stored, sz["groups"]), fmt.scale_dtype), zeros, rows, cols)
 
     @property
     def shape(self):
@@ -271,7 +281,8 @@ def dequantize(q):
 
 
 def repack(q, layout):
-    """A copy of q in another layout ('sequential' or 'cpu_striped'), bit-exact."""
+    """A copy of q in another layout ('sequential', 'cpu_striped' or, for 1 and 2 bits, 'lut'),
+    bit-exact."""
     if layout not in _LAYOUTS:
         _fail(E_UNSUPPORTED_FORMAT, f"layout = {layout!r}: expected one of {list(_LAYOUTS)}")
     out = QMatrix.empty(q.format.with_layout(layout), q.rows, q.cols)

@@ -145,8 +145,12 @@ int check_device(const char* function) noexcept {
 
 // ---- Formats and views ---------------------------------------------------------------------
 
+bool is_lut(const aplq_format& f) noexcept { return f.layout == APLQ_LAYOUT_LUT; }
+
 // The C descriptor as aplq's, or a failure for fields visit_format cannot see (zero_point,
-// scale_type and layout outside their enums).
+// scale_type and layout outside their enums). APLQ_LAYOUT_LUT, which has no aplq::layout_kind
+// (a cpu::lut_matrix is a container of its own), describes its format with the sequential
+// layout; callers tell it apart with is_lut.
 int to_desc(const aplq_format* f, const char* function, aplq::format_desc& d) noexcept {
   if (f == nullptr)
     return fail(status::null_pointer, function, "format is NULL");
@@ -156,29 +160,50 @@ int to_desc(const aplq_format* f, const char* function, aplq::format_desc& d) no
   if (f->scale_type != APLQ_SCALE_F32 && f->scale_type != APLQ_SCALE_F16)
     return fail(APLQ_E_UNSUPPORTED_FORMAT, function,
                 "format.scale_type = %d: expected APLQ_SCALE_F32 or APLQ_SCALE_F16", f->scale_type);
-  if (f->layout != APLQ_LAYOUT_SEQUENTIAL && f->layout != APLQ_LAYOUT_CPU_STRIPED)
+  if (f->layout != APLQ_LAYOUT_SEQUENTIAL && f->layout != APLQ_LAYOUT_CPU_STRIPED && !is_lut(*f))
     return fail(APLQ_E_UNSUPPORTED_FORMAT, function,
-                "format.layout = %d: expected APLQ_LAYOUT_SEQUENTIAL or APLQ_LAYOUT_CPU_STRIPED",
+                "format.layout = %d: expected APLQ_LAYOUT_SEQUENTIAL, APLQ_LAYOUT_CPU_STRIPED or "
+                "APLQ_LAYOUT_LUT",
                 f->layout);
   d.bits = f->bits;
   d.group = f->group;
   d.zero_point = f->zero_point != 0;
   d.scale = static_cast<aplq::scale_kind>(f->scale_type);
-  d.layout = static_cast<aplq::layout_kind>(f->layout);
+  d.layout = is_lut(*f) ? aplq::layout_kind::sequential : static_cast<aplq::layout_kind>(f->layout);
   if (aplq::visit_format(d, [](auto) { return status::ok; }) != status::ok)
     return fail(APLQ_E_UNSUPPORTED_FORMAT, function,
                 "bits = %d, group = %d: bits must be 1, 2, 4 or 8 and group 32, 64, 128, 256 or "
                 "0 (whole row)",
                 f->bits, f->group);
+  if (is_lut(*f) && f->bits > 2)
+    return fail(APLQ_E_UNSUPPORTED_FORMAT, function,
+                "format.layout = APLQ_LAYOUT_LUT with bits = %d: table lookup serves 1- and 2-bit "
+                "formats",
+                f->bits);
   return APLQ_OK;
 }
 
-// Byte sizes of a [rows, cols] matrix of format F, or false when they overflow int64.
+// Byte sizes of a [rows, cols] matrix of format F, in its layout or as a cpu::lut_matrix (rows
+// rounded up to whole tiles of 32), or false when they overflow int64.
 template <class F>
-bool sizes_of(index_t rows, index_t cols, aplq_sizes& s) noexcept {
+bool sizes_of(index_t rows, index_t cols, bool lut, aplq_sizes& s) noexcept {
   aplq::storage_sizes z;
   if (aplq::storage_of<F>(rows, cols, z) != status::ok)
     return false;
+  if constexpr (F::bits <= 2) {
+    if (lut) {
+      constexpr index_t max = std::numeric_limits<index_t>::max();
+      constexpr index_t tile = aplq::cpu::lut_tile_rows;
+      const aplq::cpu::lut_view<F> shape{nullptr, nullptr, nullptr, rows, cols};
+      const index_t scale_bytes = z.groups * static_cast<index_t>(sizeof(typename F::scale_type));
+      if (shape.tiles() > max / shape.tile_bytes() || shape.tiles() * tile > max / scale_bytes)
+        return false;
+      z.row_bytes = shape.tile_bytes() / tile;
+      z.codes_bytes = shape.code_bytes();
+      z.scales_bytes = shape.scale_count() * static_cast<index_t>(sizeof(typename F::scale_type));
+      z.zeros_bytes = F::zero_point ? z.scales_bytes : 0;
+    }
+  }
   s.row_bytes = z.row_bytes;
   s.groups = z.groups;
   s.codes_bytes = z.codes_bytes;
@@ -209,10 +234,11 @@ int to_view(const aplq_qmatrix* w, const char* function, aplq::any_qmatrix_view&
   if (w->format.zero_point && w->zeros == nullptr)
     return fail(status::null_pointer, function, "w->zeros is NULL for a zero-point format");
   aplq_sizes s{};
-  const bool fits =
-      aplq::visit_format(v.format, [&](auto f) {
-        return sizes_of<decltype(f)>(w->rows, w->cols, s) ? status::ok : status::invalid_shape;
-      }) == status::ok;
+  const bool fits = aplq::visit_format(v.format, [&](auto f) {
+                      return sizes_of<decltype(f)>(w->rows, w->cols, is_lut(w->format), s)
+                                 ? status::ok
+                                 : status::invalid_shape;
+                    }) == status::ok;
   if (!fits)
     return fail(APLQ_E_INVALID_SHAPE, function, "rows = %lld, cols = %lld: too large",
                 static_cast<long long>(w->rows), static_cast<long long>(w->cols));
@@ -231,14 +257,34 @@ aplq::qmatrix_view<F> typed(const aplq::any_qmatrix_view& v) noexcept {
           static_cast<S*>(v.zeros), v.rows, v.cols};
 }
 
-// Checks that `out` holds a [rows, cols] matrix of F and returns the span over it.
+// The same arrays as a lut_matrix's (an APLQ_LAYOUT_LUT matrix; F has 1 or 2 bits).
 template <class F>
-int to_span(const aplq_qbuffers* out, index_t rows, index_t cols, const char* function,
+aplq::cpu::lut_view<F> typed_lut(const aplq::any_qmatrix_view& v) noexcept {
+  using S = const typename F::scale_type;
+  return {static_cast<const std::uint8_t*>(v.codes), static_cast<S*>(v.scales),
+          static_cast<S*>(v.zeros), v.rows, v.cols};
+}
+
+// Copies a packed lut_matrix into buffers checked by to_span.
+template <class F, class G>
+void copy_out(const aplq::cpu::lut_matrix<F>& m, const aplq::qmatrix_span<G>& dst) noexcept {
+  const auto v = m.view();
+  using S = typename F::scale_type;
+  std::memcpy(dst.codes, v.codes, static_cast<std::size_t>(v.code_bytes()));
+  std::memcpy(dst.scales, v.scales, static_cast<std::size_t>(v.scale_count()) * sizeof(S));
+  if constexpr (F::zero_point)
+    std::memcpy(dst.zeros, v.zeros, static_cast<std::size_t>(v.scale_count()) * sizeof(S));
+}
+
+// Checks that `out` holds a [rows, cols] matrix of F (as a lut_matrix when `lut`: then only the
+// span's pointers mean anything) and returns the span over it.
+template <class F>
+int to_span(const aplq_qbuffers* out, index_t rows, index_t cols, bool lut, const char* function,
             aplq::qmatrix_span<F>& span) noexcept {
   if (out == nullptr)
     return fail(status::null_pointer, function, "out is NULL");
   aplq_sizes s{};
-  if (!sizes_of<F>(rows, cols, s))
+  if (!sizes_of<F>(rows, cols, lut, s))
     return fail(APLQ_E_INVALID_SHAPE, function, "rows = %lld, cols = %lld: too large",
                 static_cast<long long>(rows), static_cast<long long>(cols));
   if (out->codes == nullptr)
@@ -277,6 +323,20 @@ int to_options(const aplq_options* o, const char* function, aplq::options& opt) 
   opt.threads = o->threads;
   opt.policy = static_cast<aplq::compute>(o->policy);
   return APLQ_OK;
+}
+
+// Y [n, rows] = X W^T with the dispatch library: the plain kernels, or the table-lookup ones
+// for an APLQ_LAYOUT_LUT matrix (int8 policy only: its tables are sums of int8 activations).
+int multiply(const aplq_qmatrix* w, const aplq::any_qmatrix_view& v, const float* x, index_t n,
+             float* y, const aplq::options& opt, const char* function) noexcept {
+  if (!is_lut(w->format))
+    return from_status(aplq::dispatch::gemm(v, x, n, y, opt), function, "multiply");
+  if (opt.policy != aplq::compute::int8)
+    return fail(APLQ_E_INVALID_ARGUMENT, function,
+                "options->policy: an APLQ_LAYOUT_LUT matrix multiplies with APLQ_POLICY_INT8 only "
+                "(NULL options mean APLQ_POLICY_EXACT)");
+  const aplq::cpu::any_lut_view l{v.format, v.codes, v.scales, v.zeros, v.rows, v.cols};
+  return from_status(aplq::dispatch::gemm(l, x, n, y, opt), function, "multiply");
 }
 
 // ---- Seed entry points -----------------------------------------------------------------------
@@ -493,7 +553,8 @@ APLQ_API int aplq_sizes_of(const aplq_format* format, int64_t rows, int64_t cols
       return fail(status::null_pointer, fn, "sizes is NULL");
     aplq_sizes s{};
     const status st = aplq::visit_format(d, [&](auto f) {
-      return sizes_of<decltype(f)>(rows, cols, s) ? status::ok : status::invalid_shape;
+      return sizes_of<decltype(f)>(rows, cols, is_lut(*format), s) ? status::ok
+                                                                   : status::invalid_shape;
     });
     if (st != status::ok)
       return fail(APLQ_E_INVALID_SHAPE, fn, "rows = %lld, cols = %lld: too large",
@@ -518,12 +579,21 @@ APLQ_API int aplq_quantize(const aplq_format* format, const float* w, int64_t ro
     const status s = aplq::visit_format(d, [&](auto f) {
       using F = decltype(f);
       aplq::qmatrix_span<F> dst;
-      if ((rc = to_span<F>(out, rows, cols, fn, dst)) != APLQ_OK)
+      if ((rc = to_span<F>(out, rows, cols, is_lut(*format), fn, dst)) != APLQ_OK)
         return status::ok;
       // Quantized into a temporary: quantize can fail half-way (a scale overflowing f16).
       aplq::qmatrix<F> tmp;
       if (const status q = aplq::quantize<F>(w, rows, cols, tmp); q != status::ok)
         return q;
+      if constexpr (F::bits <= 2) {
+        if (is_lut(*format)) {
+          aplq::cpu::lut_matrix<F> packed;
+          if (const status p = packed.pack(tmp.view()); p != status::ok)
+            return p;
+          copy_out(packed, dst);
+          return status::ok;
+        }
+      }
       std::memcpy(dst.codes, tmp.codes().data(), tmp.codes().size());
       std::memcpy(dst.scales, tmp.scales().data(), tmp.scales().size() * sizeof(*dst.scales));
       if constexpr (F::zero_point)
@@ -544,8 +614,20 @@ APLQ_API int aplq_dequantize(const aplq_qmatrix* w, float* out) {
       return rc;
     if (out == nullptr)
       return fail(status::null_pointer, fn, "out is NULL");
-    const status s = aplq::visit_format(
-        v.format, [&](auto f) { return aplq::ref::dequantize(typed<decltype(f)>(v), out); });
+    const status s = aplq::visit_format(v.format, [&](auto f) {
+      using F = decltype(f);
+      if constexpr (F::bits <= 2) {
+        if (is_lut(w->format)) { // through a sequential copy
+          aplq::qmatrix<F> tmp;
+          if (const status r = tmp.reset(v.rows, v.cols); r != status::ok)
+            return r;
+          if (const status u = aplq::cpu::unpack(typed_lut<F>(v), tmp.span()); u != status::ok)
+            return u;
+          return aplq::ref::dequantize(tmp.view(), out);
+        }
+      }
+      return aplq::ref::dequantize(typed<F>(v), out);
+    });
     return from_status(s, fn, "dequantize");
   });
 }
@@ -556,21 +638,50 @@ APLQ_API int aplq_repack(const aplq_qmatrix* w, int layout, const aplq_qbuffers*
     aplq::any_qmatrix_view v;
     if (int rc = to_view(w, fn, v); rc != APLQ_OK)
       return rc;
-    if (layout != APLQ_LAYOUT_SEQUENTIAL && layout != APLQ_LAYOUT_CPU_STRIPED)
+    const bool to_lut = layout == APLQ_LAYOUT_LUT, from_lut = is_lut(w->format);
+    if (layout != APLQ_LAYOUT_SEQUENTIAL && layout != APLQ_LAYOUT_CPU_STRIPED && !to_lut)
       return fail(APLQ_E_UNSUPPORTED_FORMAT, fn,
-                  "layout = %d: expected APLQ_LAYOUT_SEQUENTIAL or APLQ_LAYOUT_CPU_STRIPED",
+                  "layout = %d: expected APLQ_LAYOUT_SEQUENTIAL, APLQ_LAYOUT_CPU_STRIPED or "
+                  "APLQ_LAYOUT_LUT",
                   layout);
+    if (to_lut && w->format.bits > 2)
+      return fail(APLQ_E_UNSUPPORTED_FORMAT, fn,
+                  "layout = APLQ_LAYOUT_LUT with bits = %d: table lookup serves 1- and 2-bit "
+                  "formats",
+                  w->format.bits);
     int rc = APLQ_OK;
     const status s = aplq::visit_format(v.format, [&](auto from) {
       using From = decltype(from);
-      // The target differs in layout only: visit.hpp's own layout step picks its type.
+      // The target differs in layout only: visit.hpp's own layout step picks its type (the
+      // sequential one stands for APLQ_LAYOUT_LUT, as in to_desc).
       return aplq::detail::visit_layout<From::bits, From::group, From::zero_point,
                                         typename From::scale_type>(
-          static_cast<aplq::layout_kind>(layout), [&](auto to) {
+          to_lut ? aplq::layout_kind::sequential : static_cast<aplq::layout_kind>(layout),
+          [&](auto to) {
             using To = decltype(to);
             aplq::qmatrix_span<To> dst;
-            if ((rc = to_span<To>(out, v.rows, v.cols, fn, dst)) != APLQ_OK)
+            if ((rc = to_span<To>(out, v.rows, v.cols, to_lut, fn, dst)) != APLQ_OK)
               return status::ok;
+            if constexpr (From::bits <= 2) {
+              if (from_lut && to_lut) {
+                aplq_sizes z{};
+                sizes_of<From>(v.rows, v.cols, true, z);
+                std::memcpy(dst.codes, v.codes, static_cast<std::size_t>(z.codes_bytes));
+                std::memcpy(dst.scales, v.scales, static_cast<std::size_t>(z.scales_bytes));
+                if (From::zero_point)
+                  std::memcpy(dst.zeros, v.zeros, static_cast<std::size_t>(z.zeros_bytes));
+                return status::ok;
+              }
+              if (from_lut)
+                return aplq::cpu::unpack(typed_lut<From>(v), dst);
+              if (to_lut) {
+                aplq::cpu::lut_matrix<From> packed;
+                if (const status p = packed.pack(typed<From>(v)); p != status::ok)
+                  return p;
+                copy_out(packed, dst);
+                return status::ok;
+              }
+            }
             return aplq::ref::repack<To>(typed<From>(v), dst);
           });
     });
@@ -599,7 +710,7 @@ APLQ_API int aplq_gemm(const aplq_qmatrix* w, const float* x, int64_t n, float* 
     aplq::options opt;
     if (int rc = to_options(options, fn, opt); rc != APLQ_OK)
       return rc;
-    return from_status(aplq::dispatch::gemm(v, x, n, y, opt), fn, "multiply");
+    return multiply(w, v, x, n, y, opt, fn);
   });
 }
 
@@ -619,7 +730,7 @@ APLQ_API int aplq_gemv(const aplq_qmatrix* w, const float* x, float* y,
     aplq::options opt;
     if (int rc = to_options(options, fn, opt); rc != APLQ_OK)
       return rc;
-    return from_status(aplq::dispatch::gemv(v, x, y, opt), fn, "multiply");
+    return multiply(w, v, x, 1, y, opt, fn);
   });
 }
 

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // The table-lookup kernels (cpu/lut.hpp) against aplq::ref: every 1- and 2-bit format on shapes
 // off the 32-row tile and the 32-column chunk, every ISA this CPU runs, GEMV and GEMM; the repack
-// read back code by code; the plain int8 kernels agree up to f32 rounding; results independent of
-// the thread count; the output written exactly where it belongs; bad arguments rejected.
+// read back code by code and unpacked exactly; the plain int8 kernels agree up to f32 rounding;
+// results independent of the thread count; the output written exactly where it belongs; bad
+// arguments rejected.
 #include "../testing.hpp"
 #include "bounds.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace {
@@ -54,6 +56,25 @@ void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatc
     for (index_t j = 0; j < sh.k; ++j)
       wrong += lut.code(i, j) != ref::get_code<Seq>(q.view().row(i), j);
   CHECK(wrong == 0);
+
+  // unpack inverts pack exactly, into either layout, padding bits cleared.
+  qmatrix<Seq> back;
+  REQUIRE(back.reset(sh.m, sh.k) == status::ok);
+  std::fill(back.codes().begin(), back.codes().end(), std::uint8_t{0xa5});
+  REQUIRE(cpu::unpack(v, back.span()) == status::ok);
+  auto same = [](const auto& a, const auto& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(a[0])) == 0;
+  };
+  CHECK(same(back.codes(), q.codes()));
+  CHECK(same(back.scales(), q.scales()));
+  CHECK(same(back.zeros(), q.zeros()));
+  qmatrix<Str> back_striped;
+  REQUIRE(back_striped.reset(sh.m, sh.k) == status::ok);
+  REQUIRE(cpu::unpack(v, back_striped.span()) == status::ok);
+  CHECK(same(back_striped.codes(), qs.codes()));
+  qmatrix<Seq> wrong_shape;
+  REQUIRE(wrong_shape.reset(sh.m + 1, sh.k) == status::ok);
+  CHECK(cpu::unpack(v, wrong_shape.span()) == status::invalid_shape);
 
   std::vector<double> expect(static_cast<std::size_t>(batch * sh.m));
   REQUIRE(ref::gemm(q.view(), x.data(), batch, expect.data()) == status::ok);

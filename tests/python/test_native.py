@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # The native API through Python (aplq.quantize / dequantize / repack / gemv / gemm) against a
 # numpy float64 reference computed from the format definitions in aplq.h: every bit width,
-# groups, zero points, f16 scales, both layouts, both policies, 1 and several threads.
+# groups, zero points, f16 scales, every layout, both policies, 1 and several threads.
 import itertools
 
 import numpy as np
@@ -70,6 +70,43 @@ def test_quantize_dequantize_repack_multiply(fmt, shape):
         y = m.gemm(x, threads=threads, policy=policy)
         assert y.shape == (3, rows)
         assert rel_l2(y, ref) <= tol, (m.format, threads, policy)
+
+
+LUT_FORMATS = [f for f in FORMATS if f.bits <= 2]
+
+
+@pytest.mark.parametrize("fmt", LUT_FORMATS, ids=repr)
+@pytest.mark.parametrize("shape", [(1, 1), (33, 130), (70, 300)], ids=str)
+def test_lut_layout(fmt, shape):
+    # 'lut': rows rounded up to tiles of 32, exact round trips, int8 results of the plain kernels.
+    rows, cols = shape
+    rng = np.random.default_rng(rows * 1000 + cols + fmt.bits)
+    w = rng.uniform(-1, 1, (rows, cols)).astype(np.float32)
+    x = rng.uniform(-1, 1, (3, cols)).astype(np.float32)
+    q = aplq.quantize(w, fmt)
+    lut = aplq.repack(q, "lut")
+    tiles = (rows + 31) // 32
+    assert lut.codes.shape == (32 * tiles, (cols + 31) // 32 * 4 * fmt.bits)
+    assert lut.scales.shape == (32 * tiles, q.scales.shape[1])
+    direct = aplq.quantize(w, fmt.with_layout("lut"))
+    np.testing.assert_array_equal(direct.codes, lut.codes)
+    np.testing.assert_array_equal(direct.scales, lut.scales)
+    back = lut.repack("sequential")
+    np.testing.assert_array_equal(back.codes, q.codes)
+    np.testing.assert_array_equal(back.scales, q.scales)
+    if fmt.zero_point:
+        np.testing.assert_array_equal(back.zeros, q.zeros)
+    np.testing.assert_array_equal(aplq.dequantize(lut), aplq.dequantize(q))
+    for threads in [1, 0]:
+        plain = q.gemm(x, threads=threads, policy="int8")
+        assert rel_l2(lut.gemm(x, threads=threads, policy="int8"), plain) <= 1e-5
+        assert rel_l2(lut.gemv(x[0], threads=threads, policy="int8"), plain[0]) <= 1e-5
+    with pytest.raises(aplq.AplqError) as e:
+        lut.gemv(x[0], policy="exact")
+    assert e.value.status == aplq.E_INVALID_ARGUMENT
+    with pytest.raises(aplq.AplqError) as e:
+        aplq.repack(aplq.quantize(w, aplq.Format(4, 32)), "lut")
+    assert e.value.status == aplq.E_UNSUPPORTED_FORMAT
 
 
 def test_arrays_from_elsewhere():

@@ -71,6 +71,27 @@ struct lut_view {
       return status::null_pointer;
     return status::ok;
   }
+
+  // Where bit `p` of code (r, j) lives (see the layout above): byte bit_byte, bit bit_shift.
+  index_t bit_byte(index_t r, index_t j, int p) const noexcept {
+    const index_t t = r / lut_tile_rows, i = r % lut_tile_rows;
+    const index_t c = j / chunk_codes, s = j % chunk_codes / 4;
+    return ((t * chunks() + c) * F::bits + p) * 128 + s / 2 * 32 + i;
+  }
+  static int bit_shift(index_t j) noexcept {
+    return static_cast<int>(j % chunk_codes / 4 % 2 * 4 + j % 4);
+  }
+  // Code (r, j) as packed.
+  unsigned code(index_t r, index_t j) const noexcept {
+    unsigned u = 0;
+    for (int p = 0; p < F::bits; ++p)
+      u |= ((codes[bit_byte(r, j, p)] >> bit_shift(j)) & 1u) << p;
+    return u;
+  }
+  // Index of the scale (and zero point) of row r, group g.
+  index_t scale_at(index_t r, index_t g) const noexcept {
+    return (r / lut_tile_rows * groups() + g) * lut_tile_rows + r % lut_tile_rows;
+  }
 };
 
 // A 1- or 2-bit matrix repacked for the table-lookup kernels. pack() takes a matrix of the same
@@ -93,7 +114,7 @@ public:
     if (status s = w.validate(); s != status::ok)
       return s;
     const lut_view<F> shape{nullptr, nullptr, nullptr, w.rows, w.cols};
-    const index_t chunks = shape.chunks(), groups = shape.groups();
+    const index_t groups = shape.groups();
     try {
       codes_.assign(static_cast<std::size_t>(shape.code_bytes()), 0);
       scales_.assign(static_cast<std::size_t>(shape.scale_count()), scale_type{});
@@ -104,18 +125,18 @@ public:
     }
     rows_ = w.rows;
     cols_ = w.cols;
+    const lut_view<F> v = view();
     for (index_t r = 0; r < w.rows; ++r) {
-      const index_t t = r / lut_tile_rows, i = r % lut_tile_rows;
       const std::uint8_t* row = w.row(r);
       for (index_t j = 0; j < w.cols; ++j) {
         const unsigned u = ref::get_code<G>(row, j);
         for (int p = 0; p < F::bits; ++p)
           if ((u >> p) & 1u)
-            codes_[static_cast<std::size_t>(bit_byte(t, chunks, i, j, p))] |=
-                static_cast<std::uint8_t>(1u << bit_shift(j));
+            codes_[static_cast<std::size_t>(v.bit_byte(r, j, p))] |=
+                static_cast<std::uint8_t>(1u << v.bit_shift(j));
       }
       for (index_t g = 0; g < groups; ++g) {
-        const std::size_t at = static_cast<std::size_t>((t * groups + g) * lut_tile_rows + i);
+        const auto at = static_cast<std::size_t>(v.scale_at(r, g));
         scales_[at] = w.scales[r * groups + g];
         if constexpr (F::zero_point)
           zeros_[at] = w.zeros[r * groups + g];
@@ -125,16 +146,7 @@ public:
   }
 
   // Code (r, j) as packed.
-  unsigned code(index_t r, index_t j) const noexcept {
-    const index_t t = r / lut_tile_rows, i = r % lut_tile_rows;
-    unsigned u = 0;
-    for (int p = 0; p < F::bits; ++p)
-      u |= ((codes_[static_cast<std::size_t>(bit_byte(t, view().chunks(), i, j, p))] >>
-             bit_shift(j)) &
-            1u)
-           << p;
-    return u;
-  }
+  unsigned code(index_t r, index_t j) const noexcept { return view().code(r, j); }
 
   lut_view<F> view() const noexcept {
     return {codes_.data(), scales_.data(), F::zero_point ? zeros_.data() : nullptr, rows_, cols_};
@@ -143,21 +155,40 @@ public:
   index_t cols() const noexcept { return cols_; }
 
 private:
-  // Where bit `p` of code (32 * t + i, j) lives (see the layout above).
-  static index_t bit_byte(index_t t, index_t chunks, index_t i, index_t j, int p) noexcept {
-    const index_t c = j / chunk_codes, s = j % chunk_codes / 4;
-    return ((t * chunks + c) * F::bits + p) * 128 + s / 2 * 32 + i;
-  }
-  static int bit_shift(index_t j) noexcept {
-    return static_cast<int>(j % chunk_codes / 4 % 2 * 4 + j % 4);
-  }
-
   std::vector<std::uint8_t> codes_;
   std::vector<scale_type> scales_;
   std::vector<scale_type> zeros_;
   index_t rows_ = 0;
   index_t cols_ = 0;
 };
+
+// The inverse of lut_matrix::pack: the codes, scales and zero points of `w` written into `out`,
+// a matrix of the same shape and format in any layout, exactly; padding bits come out zero.
+template <class G, class F>
+status unpack(const lut_view<F>& w, const qmatrix_span<G>& out) noexcept {
+  static_assert(G::bits == F::bits && G::group == F::group && G::zero_point == F::zero_point &&
+                    std::is_same<typename G::scale_type, typename F::scale_type>::value,
+                "unpack: the target must differ from F in its layout only");
+  if (status s = w.validate(); s != status::ok)
+    return s;
+  if (status s = as_const(out).validate(); s != status::ok)
+    return s;
+  if (out.rows != w.rows || out.cols != w.cols)
+    return status::invalid_shape;
+  const index_t groups = w.groups();
+  for (index_t r = 0; r < w.rows; ++r) {
+    std::uint8_t* row = out.row(r);
+    std::memset(row, 0, static_cast<std::size_t>(out.row_bytes()));
+    for (index_t j = 0; j < w.cols; ++j)
+      ref::set_code<G>(row, j, w.code(r, j));
+    for (index_t g = 0; g < groups; ++g) {
+      out.scales[r * groups + g] = w.scales[w.scale_at(r, g)];
+      if constexpr (F::zero_point)
+        out.zeros[r * groups + g] = w.zeros[w.scale_at(r, g)];
+    }
+  }
+  return status::ok;
+}
 
 // A lut_view for the run-time dispatch library: the format as a descriptor (its layout is
 // ignored: a lut_matrix has one layout of its own).
