@@ -490,8 +490,8 @@ void rows(const weights<Scale>& w, index_t r0, index_t r1, const activations& ac
 // panel_chunks chunks once, to f32 with the scale applied (w = a * (u - c)), for all activation
 // rows. The activations are repacked once per call into panels of panel_width rows, column by
 // column (xp [panel][column][panel_width], zero rows past n). The micro-kernel then multiplies
-// a chunk of the weight panel by an activation panel as outer products: per column, two vector
-// loads of activations, one broadcast per weight row and 2 * panel_rows FMAs into 12 register
+// a chunk of the weight panel by an activation panel as outer products: per column, one or two
+// vector loads of activations, one broadcast per weight row and 12 FMAs into 12 register
 // accumulators, as BLAS kernels do. Loop order: for each panel_chunks block of columns (its
 // activation panels stay in L2), every row group of the task.
 //
@@ -502,14 +502,35 @@ void rows(const weights<Scale>& w, index_t r0, index_t r1, const activations& ac
 // 7.0 ms on the tiles, 9.5 on the panels (half of a 16-row panel idle); 12: 10.5 and 8.6; 16:
 // 14.1 and 9.1; 64: 57 and 25.
 inline constexpr index_t panel_min_batch = 12;
-// 6 rows x 2 vectors: 12 accumulators, 2 activation vectors and a broadcast fill the 16 vector
-// registers of AVX2 (and SSE). 8 chunks: a 256-column block of 16 activation rows is 16 KiB.
-inline constexpr int panel_rows = 6;
+// 8 chunks: a 256-column block of 16 activation rows is 16 KiB.
 inline constexpr index_t panel_chunks = 8;
 static_assert(block_chunks % panel_chunks == 0, "a block is whole column blocks");
 
+// The micro-kernel's shape: `rows` weight rows x `vectors` f32 vectors of `arch` (panel_width
+// activation rows). By default 6 x 2 vectors of the kernels' own width: 12 accumulators, 2
+// activation vectors and a broadcast fill the 16 vector registers of AVX2 (and SSE).
 template <class A>
-inline constexpr int panel_width = 2 * static_cast<int>(xsimd::batch<float, vector_arch<A>>::size);
+struct panel_shape {
+  using arch = vector_arch<A>;
+  static constexpr int rows = 6, vectors = 2;
+};
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+// AVX-512: 12 x one zmm: 16 activation rows as on AVX2, so batch 16 fills a panel, and twice
+// the FMA width. 4096x4096 q4_g32 exact, one thread of a 2-vCPU Intel Xeon (AVX-512, KVM),
+// median of 10 calls: batch 64 27.1 -> 20.8 ms against 6 x 2 ymm, batch 16 7.0 -> 6.2 ms (6 x 2
+// zmm, 32 rows a panel: 20.6 and 10.7 ms). On AMD Zen 4 a zmm FMA issues as two ymm halves.
+template <>
+struct panel_shape<xsimd::avx512bw> {
+  using arch = xsimd::avx512bw;
+  static constexpr int rows = 12, vectors = 1;
+};
+#endif
+template <class A>
+inline constexpr int panel_rows = panel_shape<A>::rows;
+template <class A>
+inline constexpr int
+    panel_width = static_cast<int>(xsimd::batch<float, typename panel_shape<A>::arch>::size) *
+                  panel_shape<A>::vectors;
 
 // act.xp from act.xf.
 template <class A>
@@ -534,28 +555,31 @@ status prepare_panels(activations& act) noexcept {
   return status::ok;
 }
 
-// blk [panel_rows][NR] += the products of one chunk: weights wp [panel_rows][ldw] (the chunk's
-// 32 columns from wp on), activations xp [32][NR].
+// blk [MR][NR] += the products of one chunk: weights wp [MR][ldw] (the chunk's 32 columns from
+// wp on), activations xp [32][NR].
 template <class A>
 APLQ_FORCE_INLINE void panel_chunk(const float* wp, index_t ldw, const float* xp,
                                    float* blk) noexcept {
-  using fb = xsimd::batch<float, vector_arch<A>>;
-  constexpr int S = static_cast<int>(fb::size), NR = panel_width<A>;
-  fb acc[panel_rows][2];
-  for (int i = 0; i < panel_rows; ++i)
-    acc[i][0] = acc[i][1] = fb(0.0f);
+  using fb = xsimd::batch<float, typename panel_shape<A>::arch>;
+  constexpr int S = static_cast<int>(fb::size), NR = panel_width<A>, MR = panel_rows<A>;
+  constexpr int V = panel_shape<A>::vectors;
+  fb acc[MR][V];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < V; ++v)
+      acc[i][v] = fb(0.0f);
   for (int k = 0; k < chunk_codes; ++k) {
-    const fb x0 = fb::load_aligned(xp + k * NR), x1 = fb::load_aligned(xp + k * NR + S);
-    for (int i = 0; i < panel_rows; ++i) {
+    fb xv[V];
+    for (int v = 0; v < V; ++v)
+      xv[v] = fb::load_aligned(xp + k * NR + v * S);
+    for (int i = 0; i < MR; ++i) {
       const fb wv(wp[i * ldw + k]);
-      acc[i][0] = xsimd::fma(wv, x0, acc[i][0]);
-      acc[i][1] = xsimd::fma(wv, x1, acc[i][1]);
+      for (int v = 0; v < V; ++v)
+        acc[i][v] = xsimd::fma(wv, xv[v], acc[i][v]);
     }
   }
-  for (int i = 0; i < panel_rows; ++i) {
-    (fb::load_aligned(blk + i * NR) + acc[i][0]).store_aligned(blk + i * NR);
-    (fb::load_aligned(blk + i * NR + S) + acc[i][1]).store_aligned(blk + i * NR + S);
-  }
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < V; ++v)
+      (fb::load_aligned(blk + i * NR + v * S) + acc[i][v]).store_aligned(blk + i * NR + v * S);
 }
 
 // Rows [r0, r1) against every activation row, by panels.
@@ -565,6 +589,7 @@ void panel_task(const weights<Scale>& w, index_t r0, index_t r1, const activatio
   using VA = vector_arch<A>;
   using fb = xsimd::batch<float, VA>;
   constexpr int V = chunk_codes / static_cast<int>(fb::size), NR = panel_width<A>;
+  constexpr int panel_rows = detail::panel_rows<A>;
   constexpr index_t ldw = panel_chunks * chunk_codes;
   const index_t padded = act.chunks * chunk_codes;
   const index_t panels = (act.n + NR - 1) / NR;
@@ -671,7 +696,7 @@ status run(const weights<Scale>& w, const float* x, index_t n, float* y,
   // row groups on the panel path).
   index_t block = std::max<index_t>(8, w.rows / 64);
   if (panels)
-    block = (block + panel_rows - 1) / panel_rows * panel_rows;
+    block = (block + panel_rows<A> - 1) / panel_rows<A> * panel_rows<A>;
   const index_t tasks = (w.rows + block - 1) / block;
   auto task = [&](index_t t) noexcept {
     const index_t r0 = t * block, r1 = std::min(w.rows, r0 + block);
