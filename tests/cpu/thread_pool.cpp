@@ -79,6 +79,8 @@ TEST_CASE("thread_pool: workers polling, blocked, or switched between the two") 
   }
   pool.set_spin(microseconds(-5));
   CHECK(pool.spin() == microseconds(0));
+  pool.set_spin(microseconds::max());
+  CHECK(pool.spin() == thread_pool::max_spin);
 }
 
 TEST_CASE("thread_pool: concurrent callers each get all their tasks") {

@@ -7,8 +7,10 @@
 // Idle workers, and a caller waiting for its helpers, poll for a while (the spin time, 1 ms by
 // default) before they block on a condition variable: waking a blocked thread took 60-100 us on a
 // 2-vCPU KVM guest, as long as a whole 4096x4096 GEMV, and with blocking workers a 2-thread GEMV
-// lost most of its second thread. set_spin(0) makes them block at once (for machines where other
-// work needs the cores between calls).
+// lost most of its second thread. Workers left out of a call (it asked for fewer threads) block
+// at once, so a thread count also bounds the cores that spin. set_spin(0), or APLQ_SPIN_US=0 in
+// the environment for the global pool, makes them block at once (for programs that need the
+// cores for other work between calls).
 #pragma once
 
 #include <algorithm>
@@ -16,6 +18,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -28,6 +31,7 @@ namespace cpu {
 class thread_pool {
 public:
   static constexpr std::chrono::microseconds default_spin{1000};
+  static constexpr std::chrono::microseconds max_spin{1000000};
 
   explicit thread_pool(int workers, std::chrono::microseconds spin = default_spin) noexcept {
     set_spin(spin);
@@ -54,11 +58,12 @@ public:
   // Threads a call may use: the workers plus the caller.
   int max_threads() const noexcept { return static_cast<int>(threads_.size()) + 1; }
 
-  // How long idle threads poll before blocking (0: block at once). Takes effect from the next
-  // wait; safe to call at any time.
+  // How long idle threads poll before blocking (0: block at once; at most max_spin). Takes
+  // effect from the next wait; safe to call at any time.
   void set_spin(std::chrono::microseconds spin) noexcept {
-    spin_us_.store(std::max<std::int64_t>(0, static_cast<std::int64_t>(spin.count())),
-                   std::memory_order_relaxed);
+    const auto us = std::clamp<std::int64_t>(static_cast<std::int64_t>(spin.count()), 0,
+                                             static_cast<std::int64_t>(max_spin.count()));
+    spin_us_.store(us, std::memory_order_relaxed);
   }
   std::chrono::microseconds spin() const noexcept {
     return std::chrono::microseconds(spin_us_.load(std::memory_order_relaxed));
@@ -102,14 +107,24 @@ public:
     }
   }
 
-  // The process-wide pool: one worker per hardware thread beyond the caller.
+  // The process-wide pool: one worker per hardware thread beyond the caller; its spin time is
+  // APLQ_SPIN_US (microseconds) when that is set to a number, else default_spin.
   static thread_pool& global() noexcept {
-    static thread_pool pool(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) -
-                            1);
+    static thread_pool pool(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) - 1,
+                            spin_from_environment());
     return pool;
   }
 
 private:
+  static std::chrono::microseconds spin_from_environment() noexcept {
+    const char* s = std::getenv("APLQ_SPIN_US");
+    if (s == nullptr || *s == '\0')
+      return default_spin;
+    char* end = nullptr;
+    const long long us = std::strtoll(s, &end, 10);
+    return *end == '\0' ? std::chrono::microseconds(us) : default_spin;
+  }
+
   static void relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
@@ -145,12 +160,13 @@ private:
 
   void worker_loop(int id) noexcept {
     std::uint64_t seen = 0;
+    bool left_out = false; // of the last job: block at once
     for (;;) {
       auto changed = [&] {
         return stop_.load(std::memory_order_acquire) ||
                job_.load(std::memory_order_acquire) != seen;
       };
-      if (!poll(changed)) {
+      if (left_out || !poll(changed)) {
         std::unique_lock<std::mutex> lock(mutex_);
         ++sleepers_;
         wake_.wait(lock, changed);
@@ -159,8 +175,9 @@ private:
       if (stop_.load(std::memory_order_acquire))
         return;
       seen = job_.load(std::memory_order_acquire);
-      if (id >= static_cast<int>(seen & 0xffffffffu))
-        continue; // not a helper of this job
+      left_out = id >= static_cast<int>(seen & 0xffffffffu);
+      if (left_out)
+        continue;
       work();
       if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         // Under the mutex, so a caller that found pending_ non-zero is already waiting.
@@ -175,16 +192,18 @@ private:
   std::mutex mutex_;     // for blocking: sleepers_, and publishing job_ and stop_
   std::condition_variable wake_;
   std::condition_variable done_;
-  // The current job: its generation (high 32 bits) and how many workers help (low 32 bits).
-  std::atomic<std::uint64_t> job_{0};
+  // The current job: its generation (high 32 bits; it wraps after 2^32 calls, harmless unless a
+  // worker slept through exactly that many) and how many workers help (low 32 bits). Polled by
+  // idle workers: on a cache line of its own, away from the counters a running job updates.
+  alignas(64) std::atomic<std::uint64_t> job_{0};
   std::atomic<bool> stop_{false};
   std::atomic<std::int64_t> spin_us_{0};
   int sleepers_ = 0;
   void (*call_)(void*, index_t) = nullptr;
   void* ctx_ = nullptr;
   index_t tasks_ = 0;
-  std::atomic<index_t> next_{0};
-  std::atomic<int> pending_{0};
+  alignas(64) std::atomic<index_t> next_{0};
+  alignas(64) std::atomic<int> pending_{0};
 };
 
 } // namespace cpu
