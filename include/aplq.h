@@ -126,7 +126,8 @@ APLQ_API int aplq_sizes_of(const aplq_format* format, int64_t rows, int64_t cols
                            aplq_sizes* sizes);
 
 /* A packed matrix W [rows, cols] in memory you own: codes [rows][row_bytes], scales and zeros
- * [rows][groups] (zeros NULL for symmetric formats). aplq only reads it. */
+ * [rows][groups] (zeros NULL for symmetric formats); with APLQ_LAYOUT_LUT, arrays of the sizes
+ * aplq_sizes_of gives, in the tile order of <aplq/cpu/lut.hpp>. aplq only reads it. */
 typedef struct aplq_qmatrix {
   aplq_format format;
   const void* codes;

@@ -179,16 +179,22 @@ def sizes(fmt, rows, cols):
     return {name: getattr(s, name) for name, _ in _capi.Sizes._fields_}
 
 
-def _stored_rows(sz):
-    """Rows the arrays hold: the matrix's, or whole tiles of 32 in the 'lut' layout."""
-    return sz["codes_bytes"] // sz["row_bytes"]
+def _array_shapes(fmt, sz):
+    """Shapes of codes and of scales (and zeros): [rows, row_bytes] and [rows, groups], or in the
+    'lut' layout [tiles, tile_bytes] and [tiles, groups, 32], tiles of 32 rows (see aplq.h)."""
+    if fmt.layout == "lut":
+        tiles = sz["codes_bytes"] // (32 * sz["row_bytes"])
+        return (tiles, 32 * sz["row_bytes"]), (tiles, sz["groups"], 32)
+    rows = sz["codes_bytes"] // sz["row_bytes"]
+    return (rows, sz["row_bytes"]), (rows, sz["groups"])
 
 
 class QMatrix:
     """A packed matrix W [rows, cols]: codes uint8 [rows, row_bytes], scales and (zero-point
-    formats) zeros [rows, groups] of the format's scale dtype; in the 'lut' layout the arrays
-    have rows rounded up to a multiple of 32. Arrays from elsewhere (a checkpoint, say) are
-    checked against sizes() and used as they are."""
+    formats) zeros [rows, groups] of the format's scale dtype; in the 'lut' layout codes
+    [tiles, tile_bytes] and scales [tiles, groups, 32] (row 32 * t + i is scales[t, :, i]).
+    Arrays from elsewhere (a checkpoint, say) are checked against sizes() and used as they
+    are."""
 
     def __init__(self, fmt, codes, scales, zeros, rows, cols):
         rows, cols = int(rows), int(cols)
@@ -208,18 +214,17 @@ class QMatrix:
         else:
             zeros = None
         self.format, self.rows, self.cols = fmt, rows, cols
-        stored = _stored_rows(sz)
-        self.codes = codes.reshape(stored, sz["row_bytes"])
-        self.scales = scales.reshape(stored, sz["groups"])
-        self.zeros = None if zeros is None else zeros.reshape(stored, sz["groups"])
+        codes_shape, scales_shape = _array_shapes(fmt, sz)
+        self.codes = codes.reshape(codes_shape)
+        self.scales = scales.reshape(scales_shape)
+        self.zeros = None if zeros is None else zeros.reshape(scales_shape)
 
     @classmethod
     def empty(cls, fmt, rows, cols):
-        sz = sizes(fmt, rows, cols)
-        stored = _stored_rows(sz)
-        zeros = np.zeros((stored, sz["groups"]), fmt.scale_dtype) if fmt.zero_point else None
-        return cls(fmt, np.zeros((stored, sz["row_bytes"]), np.uint8),
-                   np.zeros((stored, sz["groups"]), fmt.scale_dtype), zeros, rows, cols)
+        codes_shape, scales_shape = _array_shapes(fmt, sizes(fmt, rows, cols))
+        zeros = np.zeros(scales_shape, fmt.scale_dtype) if fmt.zero_point else None
+        return cls(fmt, np.zeros(codes_shape, np.uint8), np.zeros(scales_shape, fmt.scale_dtype),
+                   zeros, rows, cols)
 
     @property
     def shape(self):
@@ -298,7 +303,8 @@ def _options(threads, policy):
 
 
 def gemv(q, x, threads=0, policy="exact"):
-    """y [rows] = W x, x [cols]. threads <= 0: all cores; policy 'exact' or 'int8'."""
+    """y [rows] = W x, x [cols]. threads <= 0: all cores; policy 'exact' or 'int8' (the 'lut'
+    layout: 'int8' only)."""
     x = _floats(x, "x", 1)
     if x.shape[0] != q.cols:
         _fail(E_INVALID_SHAPE, f"x: {x.shape[0]} values, W has {q.cols} columns")

@@ -194,15 +194,19 @@ bool sizes_of(index_t rows, index_t cols, bool lut, aplq_sizes& s) noexcept {
     if (lut) {
       constexpr index_t max = std::numeric_limits<index_t>::max();
       constexpr index_t tile = aplq::cpu::lut_tile_rows;
-      const aplq::cpu::lut_view<F> shape{nullptr, nullptr, nullptr, rows, cols};
+      using V = aplq::cpu::lut_view<F>;
+      const V shape{nullptr, nullptr, nullptr, rows, cols};
       const index_t scale_bytes = z.groups * static_cast<index_t>(sizeof(typename F::scale_type));
-      if (shape.tiles() > max / shape.tile_bytes() || shape.tiles() * tile > max / scale_bytes)
+      if (shape.chunks() > max / V::chunk_bytes || shape.tiles() > max / shape.tile_bytes() ||
+          shape.tiles() * tile > max / scale_bytes)
         return false;
       z.row_bytes = shape.tile_bytes() / tile;
       z.codes_bytes = shape.code_bytes();
       z.scales_bytes = shape.scale_count() * static_cast<index_t>(sizeof(typename F::scale_type));
       z.zeros_bytes = F::zero_point ? z.scales_bytes : 0;
     }
+  } else if (lut) {
+    return false; // to_desc refuses the table-lookup layout for these widths
   }
   s.row_bytes = z.row_bytes;
   s.groups = z.groups;
@@ -664,7 +668,7 @@ APLQ_API int aplq_repack(const aplq_qmatrix* w, int layout, const aplq_qbuffers*
               return status::ok;
             if constexpr (From::bits <= 2) {
               if (from_lut && to_lut) {
-                aplq_sizes z{};
+                aplq_sizes z{}; // to_view has checked that these sizes exist
                 sizes_of<From>(v.rows, v.cols, true, z);
                 std::memcpy(dst.codes, v.codes, static_cast<std::size_t>(z.codes_bytes));
                 std::memcpy(dst.scales, v.scales, static_cast<std::size_t>(z.scales_bytes));

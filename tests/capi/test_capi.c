@@ -298,7 +298,7 @@ static void test_lut_layout(const char* name, const owned* seq, const float* deq
                             int n) {
   const long rows = seq->m.rows, cols = seq->m.cols;
   aplq_format f = seq->m.format;
-  owned lut, direct, back;
+  owned lut, direct, back, copy, striped, striped_ref;
   aplq_sizes sz;
   float *y, *y_plain, *deq_lut, *w;
   double* plain;
@@ -322,6 +322,8 @@ static void test_lut_layout(const char* name, const owned* seq, const float* deq
   w = xmalloc(sizeof(float) * (size_t)(rows * cols));
   rc = alloc_owned(&lut, f, rows, cols);
   CHECK(rc == 0, "%s lut sizes: %d %s", name, rc, aplq_last_error());
+  if (rc != 0)
+    return;
   CHECK(lut.sz.row_bytes == (cols + 31) / 32 * f.bits * 4 &&
             lut.sz.codes_bytes == (rows + 31) / 32 * 32 * lut.sz.row_bytes &&
             lut.sz.scales_bytes ==
@@ -334,7 +336,19 @@ static void test_lut_layout(const char* name, const owned* seq, const float* deq
 
   /* back to sequential, and dequantized from the tiles: exactly the source */
   f.layout = APLQ_LAYOUT_SEQUENTIAL;
-  alloc_owned(&back, f, rows, cols);
+  CHECK(alloc_owned(&back, f, rows, cols) == 0, "%s sizes", name);
+  /* sequential-sized buffers are too small for the tiles (rows round up to 32): refused,
+   * untouched */
+  if ((rows % 32) != 0) {
+    memset(back.buf.codes, 0x5a, back.buf.codes_bytes);
+    rc = aplq_repack(&seq->m, APLQ_LAYOUT_LUT, &back.buf);
+    CHECK(rc == APLQ_E_BUFFER_TOO_SMALL, "%s repack to lut into small buffers: %d", name, rc);
+    for (i = 0; i < (long)back.buf.codes_bytes; ++i)
+      if (((const unsigned char*)back.buf.codes)[i] != 0x5a) {
+        CHECK(0, "%s refused repack wrote byte %ld", name, i);
+        break;
+      }
+  }
   memset(back.buf.codes, 0xa5, back.buf.codes_bytes); /* padding bits must come out zero */
   rc = aplq_repack(&lut.m, APLQ_LAYOUT_SEQUENTIAL, &back.buf);
   CHECK(rc == 0, "%s repack from lut: %d %s", name, rc, aplq_last_error());
@@ -346,9 +360,29 @@ static void test_lut_layout(const char* name, const owned* seq, const float* deq
   CHECK(rc == 0 && memcmp(deq, deq_lut, sizeof(float) * (size_t)(rows * cols)) == 0,
         "%s dequantize from lut differs (%d)", name, rc);
 
+  /* lut -> lut copies; lut -> striped is seq -> striped */
+  f.layout = APLQ_LAYOUT_LUT;
+  CHECK(alloc_owned(&copy, f, rows, cols) == 0, "%s sizes", name);
+  rc = aplq_repack(&lut.m, APLQ_LAYOUT_LUT, &copy.buf);
+  CHECK(rc == 0 && memcmp(copy.buf.codes, lut.buf.codes, lut.buf.codes_bytes) == 0 &&
+            memcmp(copy.buf.scales, lut.buf.scales, lut.buf.scales_bytes) == 0 &&
+            (!f.zero_point || memcmp(copy.buf.zeros, lut.buf.zeros, lut.buf.zeros_bytes) == 0),
+        "%s lut to lut differs (%d)", name, rc);
+  f.layout = APLQ_LAYOUT_CPU_STRIPED;
+  CHECK(alloc_owned(&striped, f, rows, cols) == 0 && alloc_owned(&striped_ref, f, rows, cols) == 0,
+        "%s sizes", name);
+  memset(striped.buf.codes, 0xa5, striped.buf.codes_bytes);
+  memset(striped_ref.buf.codes, 0, striped_ref.buf.codes_bytes);
+  rc = aplq_repack(&lut.m, APLQ_LAYOUT_CPU_STRIPED, &striped.buf);
+  CHECK(rc == 0, "%s lut to striped: %d %s", name, rc, aplq_last_error());
+  rc = aplq_repack(&seq->m, APLQ_LAYOUT_CPU_STRIPED, &striped_ref.buf);
+  CHECK(rc == 0 && memcmp(striped.buf.codes, striped_ref.buf.codes, striped.buf.codes_bytes) == 0 &&
+            memcmp(striped.buf.scales, striped_ref.buf.scales, striped.buf.scales_bytes) == 0,
+        "%s lut to striped differs from seq to striped (%d)", name, rc);
+
   /* quantized straight into tiles == quantized, then repacked */
   f.layout = APLQ_LAYOUT_LUT;
-  alloc_owned(&direct, f, rows, cols);
+  CHECK(alloc_owned(&direct, f, rows, cols) == 0, "%s sizes", name);
   memcpy(w, deq, sizeof(float) * (size_t)(rows * cols));
   rc = aplq_quantize(&f, w, rows, cols, &direct.buf);
   CHECK(rc == 0, "%s quantize to lut: %d %s", name, rc, aplq_last_error());
@@ -389,6 +423,9 @@ static void test_lut_layout(const char* name, const owned* seq, const float* deq
   free_owned(&lut);
   free_owned(&direct);
   free_owned(&back);
+  free_owned(&copy);
+  free_owned(&striped);
+  free_owned(&striped_ref);
   free(y);
   free(y_plain);
   free(plain);
@@ -397,7 +434,7 @@ static void test_lut_layout(const char* name, const owned* seq, const float* deq
 }
 
 static void test_native(void) {
-  static const int shapes[][2] = {{1, 1}, {3, 31}, {19, 130}, {7, 515}};
+  static const int shapes[][2] = {{1, 1}, {3, 31}, {19, 130}, {7, 515}, {45, 100}};
   static const int bits_tried[] = {1, 2, 4, 8};
   static const int groups[] = {APLQ_GROUP_ROW, 32, 128};
   size_t s;

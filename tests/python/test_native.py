@@ -85,12 +85,20 @@ def test_lut_layout(fmt, shape):
     x = rng.uniform(-1, 1, (3, cols)).astype(np.float32)
     q = aplq.quantize(w, fmt)
     lut = aplq.repack(q, "lut")
-    tiles = (rows + 31) // 32
-    assert lut.codes.shape == (32 * tiles, (cols + 31) // 32 * 4 * fmt.bits)
-    assert lut.scales.shape == (32 * tiles, q.scales.shape[1])
+    tiles, groups = (rows + 31) // 32, q.scales.shape[1]
+    assert lut.codes.shape == (tiles, 32 * ((cols + 31) // 32) * 4 * fmt.bits)
+    assert lut.scales.shape == (tiles, groups, 32)
+    padded = np.zeros((32 * tiles, groups), q.scales.dtype)
+    padded[:rows] = q.scales
+    np.testing.assert_array_equal(lut.scales, padded.reshape(tiles, 32, groups).transpose(0, 2, 1))
     direct = aplq.quantize(w, fmt.with_layout("lut"))
     np.testing.assert_array_equal(direct.codes, lut.codes)
     np.testing.assert_array_equal(direct.scales, lut.scales)
+    if fmt.zero_point:
+        np.testing.assert_array_equal(direct.zeros, lut.zeros)
+    np.testing.assert_array_equal(aplq.repack(lut, "lut").codes, lut.codes)
+    striped = lut.repack("cpu_striped")
+    np.testing.assert_array_equal(striped.codes, q.repack("cpu_striped").codes)
     back = lut.repack("sequential")
     np.testing.assert_array_equal(back.codes, q.codes)
     np.testing.assert_array_equal(back.scales, q.scales)
