@@ -10,19 +10,24 @@
 
 using aplq::cpu::thread_pool;
 
+// How many of `tasks` tasks a run on `threads` threads did not run exactly once.
+int not_run_once(thread_pool& pool, int threads, aplq::index_t tasks) {
+  std::vector<std::atomic<int>> hits(static_cast<std::size_t>(tasks));
+  auto fn = [&](aplq::index_t t) { hits[static_cast<std::size_t>(t)].fetch_add(1); };
+  pool.run(threads, tasks, fn);
+  int wrong = 0;
+  for (auto& h : hits)
+    wrong += h.load() != 1;
+  return wrong;
+}
+
 TEST_CASE("thread_pool: every task runs exactly once") {
   thread_pool pool(3);
   CHECK(pool.max_threads() == 4);
   for (int threads : {-1, 0, 1, 2, 4, 9}) {
     for (aplq::index_t tasks : {0, 1, 3, 100, 1000}) {
-      std::vector<std::atomic<int>> hits(static_cast<std::size_t>(tasks));
-      auto fn = [&](aplq::index_t t) { hits[static_cast<std::size_t>(t)].fetch_add(1); };
-      pool.run(threads, tasks, fn);
-      int wrong = 0;
-      for (auto& h : hits)
-        wrong += h.load() != 1;
       INFO("threads=", threads, " tasks=", tasks);
-      CHECK(wrong == 0);
+      CHECK(not_run_once(pool, threads, tasks) == 0);
     }
   }
 }
@@ -64,14 +69,8 @@ TEST_CASE("thread_pool: workers polling, blocked, or switched between the two") 
     for (int rep = 0; rep < 60; ++rep) {
       const int threads = 1 + static_cast<int>(gen() % 4);
       const aplq::index_t tasks = static_cast<aplq::index_t>(gen() % 300);
-      std::vector<std::atomic<int>> hits(static_cast<std::size_t>(tasks));
-      auto fn = [&](aplq::index_t t) { hits[static_cast<std::size_t>(t)].fetch_add(1); };
-      pool.run(threads, tasks, fn);
-      int wrong = 0;
-      for (auto& h : hits)
-        wrong += h.load() != 1;
       INFO("spin=", spin, "us threads=", threads, " tasks=", tasks, " ", aplq_test::seed_note());
-      CHECK(wrong == 0);
+      CHECK(not_run_once(pool, threads, tasks) == 0);
       if (gen() % 3 == 0)
         std::this_thread::sleep_for(microseconds(gen() % 2000));
     }

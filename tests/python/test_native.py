@@ -30,6 +30,13 @@ def reference_weights(q):
     return s * (u - 2.0 ** (f.bits - 1))
 
 
+def random_case(fmt, rows, cols):
+    """Weights [rows, cols] and 3 activation rows, uniform in [-1, 1], seeded by the case."""
+    rng = np.random.default_rng(rows * 1000 + cols + fmt.bits)
+    return (rng.uniform(-1, 1, (rows, cols)).astype(np.float32),
+            rng.uniform(-1, 1, (3, cols)).astype(np.float32))
+
+
 def rel_l2(y, ref):
     ref = np.asarray(ref, np.float64)
     den = np.linalg.norm(ref)
@@ -40,9 +47,7 @@ def rel_l2(y, ref):
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_quantize_dequantize_repack_multiply(fmt, shape):
     rows, cols = shape
-    rng = np.random.default_rng(rows * 1000 + cols + fmt.bits)
-    w = rng.uniform(-1, 1, (rows, cols)).astype(np.float32)
-    x = rng.uniform(-1, 1, (3, cols)).astype(np.float32)
+    w, x = random_case(fmt, rows, cols)
 
     q = aplq.quantize(w, fmt)
     sz = aplq.sizes(fmt, rows, cols)
@@ -80,9 +85,7 @@ LUT_FORMATS = [f for f in FORMATS if f.bits <= 2]
 def test_lut_layout(fmt, shape):
     # 'lut': rows rounded up to tiles of 32, exact round trips, int8 results of the plain kernels.
     rows, cols = shape
-    rng = np.random.default_rng(rows * 1000 + cols + fmt.bits)
-    w = rng.uniform(-1, 1, (rows, cols)).astype(np.float32)
-    x = rng.uniform(-1, 1, (3, cols)).astype(np.float32)
+    w, x = random_case(fmt, rows, cols)
     q = aplq.quantize(w, fmt)
     lut = aplq.repack(q, "lut")
     tiles, groups = (rows + 31) // 32, q.scales.shape[1]
