@@ -14,8 +14,17 @@ namespace aplq {
 namespace dispatch {
 
 // Instruction sets, in increasing order of preference within an architecture family.
-enum class isa : int { best = -1, sse2 = 0, sse4_2 = 1, avx2 = 2, avx512bw = 3, neon64 = 4 };
-inline constexpr int isa_count = 5;
+// (avx512vnni, added later, takes the next number; on x86-64 it ranks above avx512bw.)
+enum class isa : int {
+  best = -1,
+  sse2 = 0,
+  sse4_2 = 1,
+  avx2 = 2,
+  avx512bw = 3,
+  neon64 = 4,
+  avx512vnni = 5
+};
+inline constexpr int isa_count = 6;
 
 const char* isa_name(isa i) noexcept;
 // Compiled into this build of the library.

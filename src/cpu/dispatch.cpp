@@ -36,6 +36,9 @@ APLQ_DECLARE(avx512bw)
 #if defined(APLQ_HAVE_NEON64)
 APLQ_DECLARE(neon64)
 #endif
+#if defined(APLQ_HAVE_AVX512VNNI)
+APLQ_DECLARE(avx512vnni)
+#endif
 #undef APLQ_DECLARE
 
 gemm_fn entry(isa i) noexcept {
@@ -54,6 +57,9 @@ gemm_fn entry(isa i) noexcept {
 #endif
 #if defined(APLQ_HAVE_NEON64)
   case isa::neon64: return gemm_neon64;
+#endif
+#if defined(APLQ_HAVE_AVX512VNNI)
+  case isa::avx512vnni: return gemm_avx512vnni;
 #endif
   default: return nullptr;
   }
@@ -76,6 +82,9 @@ lut_gemm_fn lut_entry(isa i) noexcept {
 #if defined(APLQ_HAVE_NEON64)
   case isa::neon64: return lut_gemm_neon64;
 #endif
+#if defined(APLQ_HAVE_AVX512VNNI)
+  case isa::avx512vnni: return lut_gemm_avx512vnni;
+#endif
   default: return nullptr;
   }
 }
@@ -88,6 +97,13 @@ bool cpu_supports(isa i) noexcept {
   case isa::avx2: return cpu.avx2 && cpu.fma3_avx2; // the AVX2 build also uses FMA and F16C
   case isa::avx512bw: return cpu.avx512bw && cpu.avx512dq && cpu.avx512cd && cpu.fma3_avx2;
   case isa::neon64: return cpu.neon64;
+  case isa::avx512vnni: // xsimd 8 does not detect VNNI; GCC and Clang do
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    return cpu_supports(isa::avx512bw) && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512vnni");
+#else
+    return false;
+#endif
   default: return false;
   }
 }
@@ -115,6 +131,7 @@ const char* isa_name(isa i) noexcept {
   case isa::avx2: return "avx2";
   case isa::avx512bw: return "avx512bw";
   case isa::neon64: return "neon64";
+  case isa::avx512vnni: return "avx512vnni";
   }
   return "unknown";
 }

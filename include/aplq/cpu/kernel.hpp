@@ -524,6 +524,10 @@ struct panel_shape<xsimd::avx512bw> {
   using arch = xsimd::avx512bw;
   static constexpr int rows = 12, vectors = 1;
 };
+#if defined(__AVX512VNNI__)
+template <>
+struct panel_shape<avx512vnni> : panel_shape<xsimd::avx512bw> {};
+#endif
 #endif
 template <class A>
 inline constexpr int panel_rows = panel_shape<A>::rows;

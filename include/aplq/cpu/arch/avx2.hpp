@@ -51,10 +51,20 @@ inline __m256i load_chunk(const std::uint8_t* src, int plane) noexcept {
   }
 }
 
-// Eight i32 partial sums of (codes - dot_bias) * x.
+// Eight i32 partial sums of (codes - dot_bias) * x. Always inlined: a translation unit built
+// with AVX512-VNNI (the avx512vnni tier) gets its own body inside its own kernels.
 template <class F>
-inline __m256i dot_chunk_i8(__m256i codes, const std::int8_t* x) noexcept {
+APLQ_FORCE_INLINE __m256i dot_chunk_i8(__m256i codes, const std::int8_t* x) noexcept {
   const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  // vpdpbusd: u8 x s8, four products per i32 lane, no 16-bit intermediate (same integers).
+  const __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), codes, xv);
+  if constexpr (F::bits == 8) // (u - 128) * x = u * x - 128 * x
+    return _mm256_sub_epi32(
+        sum, _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(-128), xv));
+  else
+    return sum;
+#else
   __m256i pairs;
   if constexpr (F::bits == 8) {
     // (u - 128) as int8; |w| * sign(x, w) keeps vpmaddubsw's operands u8 x s8 without overflow.
@@ -64,6 +74,7 @@ inline __m256i dot_chunk_i8(__m256i codes, const std::int8_t* x) noexcept {
     pairs = _mm256_maddubs_epi16(codes, xv);
   }
   return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+#endif
 }
 
 } // namespace avx2
@@ -168,8 +179,8 @@ inline void dequantize_chunk(__m256i codes, float c, xsimd::batch<float, A>* out
 }
 
 template <class F, class A>
-inline xsimd::batch<std::int32_t, A> dot_chunk_i8(__m256i codes, const std::int8_t* x,
-                                                  requires_arch<xsimd::avx2>) noexcept {
+APLQ_FORCE_INLINE xsimd::batch<std::int32_t, A> dot_chunk_i8(__m256i codes, const std::int8_t* x,
+                                                             requires_arch<xsimd::avx2>) noexcept {
   return avx2::dot_chunk_i8<F>(codes, x);
 }
 

@@ -18,6 +18,20 @@ struct vector_arch_of<xsimd::avx512bw> {
   using type = xsimd::fma3<xsimd::avx2>;
 };
 
+#if defined(__AVX512VNNI__)
+// AVX512-VNNI (Intel from Cascade Lake, AMD from Zen 4): the avx512bw kernels with vpdpbusd for
+// the int8 dot products (arch/avx2.hpp). xsimd 8 has no tag for it, so this is aplq's own, used
+// only as the kernels' template argument (its instantiations get names of their own); vectors
+// stay xsimd's.
+struct avx512vnni : xsimd::avx512bw {
+  static constexpr char const* name() noexcept { return "avx512vnni"; }
+};
+template <>
+struct vector_arch_of<avx512vnni> {
+  using type = xsimd::fma3<xsimd::avx2>;
+};
+#endif
+
 } // namespace cpu
 } // namespace aplq
 
