@@ -3,7 +3,8 @@
 // AVX-512VL so they also get EVEX encodings and 32 vector registers. A chunk (32 codes) fills
 // exactly one ymm, and on AMD Zen 4, where 512-bit operations are split in two, zmm kernels were
 // slower: in-cache int8 GEMV of q4_g32_s32 1024x1024 took 64 us with zmm batches against 50 us
-// with ymm (best of 300 calls, one thread).
+// with ymm (best of 300 calls, one thread). The one exception is the exact policy's FMA-bound
+// panel micro-kernel, which uses zmm (panel_shape in kernel.hpp).
 #pragma once
 
 #if defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX2__) && defined(__FMA__)
