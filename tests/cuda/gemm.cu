@@ -4,8 +4,10 @@
 // the unit and the 32-column step, large K):
 // - the sequential layout through the GEMM kernel (9 and 40 activation rows: one partial block
 //   column, and two), codes starting on and off 16-byte boundaries, typed and run-time entry;
-// - the tiled layout, packed on the host from the sequential matrix, through gemm for 1, 3, 8
-//   (the tiled GEMV kernel), 9 and 40 rows (the GEMM kernel), and gemv for 3.
+// - the tiled layout, packed on the host from the sequential matrix, through gemm for 1, 2, 3, 5,
+//   8, 9 and 16 rows (the tiled GEMV kernel for 1, 2 and 4 rows, a launch per 4), 17 and 40
+//   rows (the GEMM kernel), and gemv for 3; and activations one element off their alignment
+//   (the kernel's scalar loads).
 // f32 activations, and f16 and bf16 ones for group 128. y is poisoned with NaN before each
 // launch; every output must be written and within its kernel's f32 summation bound, and nothing
 // past the outputs may change. Bad arguments give statuses. A batch larger than one launch's
@@ -39,7 +41,7 @@ struct shape {
 };
 constexpr shape shapes[] = {{1, 1}, {3, 37}, {67, 300}, {129, 4100}, {16, 65536}};
 constexpr index_t sequential_batches[] = {9, 40};
-constexpr index_t tiled_batches[] = {1, 3, 8, 9, 40};
+constexpr index_t tiled_batches[] = {1, 2, 3, 5, 8, 9, 16, 17, 40};
 constexpr index_t max_n = 40;
 constexpr index_t guard = 64; // floats past the outputs that must stay untouched
 
@@ -122,6 +124,13 @@ void check_format(const shape& sh, std::uint64_t salt, cudaStream_t stream) {
   check_launch(c, 3, cuda_check::kernel::gemv_tiled, d_y, stream,
                [&](float* y, cudaError_t* error) {
                  return aplq::cuda::gemv(tv, d_x.get<X>(), 3, y, stream, error);
+               });
+  // Activations one element off their alignment: the kernel's scalar loads, a row at a time.
+  const device_array d_x_off(cuda_check::stored_as<X>(c.x), sizeof(X));
+  INFO("cuda/gemm/tiled/", what, " N=3, activations off alignment");
+  check_launch(c, 3, cuda_check::kernel::gemv_tiled, d_y, stream,
+               [&](float* y, cudaError_t* error) {
+                 return aplq::cuda::gemm(tv, d_x_off.get<X>(), 3, y, stream, error);
                });
 }
 

@@ -28,19 +28,23 @@ inline std::vector<float> normal(std::mt19937_64& gen, index_t n, float mean) {
 }
 
 // The forward error bound of a kernel's f32 summation for output (i, r) is
-//   depth * 2^-24 * sum_j |w_j x_ij| (first order); each kernel has its depth. Every one starts
-//   with 2 for w = a * (u - c) (two roundings).
+//   depth * 2^-24 * sum_j |w_j x_ij| (first order); each kernel has its depth. The ones that
+//   form w first start with 2 for w = a * (u - c) (two roundings).
 enum class kernel { gemv_sequential, gemv_tiled, gemm };
 
 // gemv_sequential (gemv.cuh):
 //   + 16 * per_byte           the FMAs of one 16-byte chunk's partial sum
 //   + ceil(chunks / 32) + 2   a lane's partial sums (its chunks, one head and one tail byte)
 //   + 5                       the warp reduction.
-// gemv_tiled (gemm.cuh), U codes a unit:
-//   + U                       the FMAs of one unit's partial sum
-//   + 16                      a warp's middle sum (at most 16 units, 15 roundings)
-//   + ceil(units / 128) + 1   the warp's total (a fold per 16 units of the warp, and the last)
-//   + 7                       the fixed-order sum of the 8 warps.
+// gemv_tiled (gemm.cuh), units of U codes cut into segments of S = min(U, group) codes:
+//   - 1                       u - c (exact, or one rounding with a zero point or c = 0.5)
+//   + S                       the FMAs of one segment's partial sum
+//   + 16 * U / S              the middle sum: one FMA (a * partial + middle) a segment, at most
+//                             16 units
+//   + ceil(units / 128) + 1   the warp's total (a fold per 16 units and the last, over runs of
+//                             ceil(units / 16) units; counted for runs of ceil(units / 8))
+//   + 15                      the fixed-order sum of the block's 16 warps, instead of the 2 of
+//                             w = a * (u - c) (the scale joins in the middle sum's FMA).
 // gemm_tiles (gemm.cuh), 32-column steps:
 //   + 32                      the FMAs of one step's partial sum
 //   + 32                      the middle sum (at most 32 steps)
@@ -54,8 +58,10 @@ double summation_depth(kernel which, index_t cols) {
   }
   case kernel::gemv_tiled: {
     const index_t unit = cuda::tiled_view<F>::unit_codes;
+    const index_t seg = (F::group == whole_row || F::group >= unit) ? unit : F::group;
     const double units = static_cast<double>((cols + unit - 1) / unit);
-    return 2.0 + static_cast<double>(unit) + 16.0 + std::ceil(units / 128.0) + 1.0 + 7.0;
+    return 1.0 + static_cast<double>(seg) + 16.0 * static_cast<double>(unit / seg) +
+           std::ceil(units / 128.0) + 1.0 + 15.0;
   }
   case kernel::gemm: {
     const double steps = static_cast<double>((cols + 31) / 32);
@@ -67,9 +73,9 @@ double summation_depth(kernel which, index_t cols) {
 
 // The kernel a launch of cuda::gemm with n activation rows runs.
 inline kernel gemm_kernel(index_t n, bool tiled) {
-  if (n > cuda::gemv_max_n)
-    return kernel::gemm;
-  return tiled ? kernel::gemv_tiled : kernel::gemv_sequential;
+  if (tiled)
+    return n > cuda::tiled_gemv_max_n ? kernel::gemm : kernel::gemv_tiled;
+  return n > cuda::gemv_max_n ? kernel::gemm : kernel::gemv_sequential;
 }
 
 // One case: W [m, k] quantized to F, x [max_n][k]; expect and magnitude (sum_j |w_j x_ij|)

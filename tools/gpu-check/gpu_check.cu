@@ -2,13 +2,13 @@
 // aplq-gpu-check: one run of a few minutes on a GPU machine that says whether the CUDA kernels
 // are right and how fast they are. It prints the device; checks aplq::cuda::gemv and gemm for
 // every sequential format (bits x group x zero point x scale type) on odd shapes, in the
-// sequential layout (batches 1, 3, 8 and 9, 40) and the tiled one (1, 3, 8, 9, 40), against the
-// double-precision oracle aplq::ref::gemm (outputs poisoned with NaN, the f32 summation bound of
-// each kernel per output (tests/cuda/oracle.hpp), rel-L2 <= 1e-6); measures device-to-device
-// copy bandwidth; and times gemm in both layouts on LLM shapes with CUDA events (warm-up, median
-// of many launches, weight buffers rotated so the working set exceeds twice the L2). The cuBLAS
-// fp16 baseline is taken by gpu_check.py through PyTorch (the toolkit has no static cuBLAS, and the
-// binary links cudart statically so that it needs only the driver).
+// sequential layout (batches 1, 3, 8 and 9, 40) and the tiled one (1, 2, 3, 5, 8, 9, 16, 17, 40),
+// against the double-precision oracle aplq::ref::gemm (outputs poisoned with NaN, the f32
+// summation bound of each kernel per output (tests/cuda/oracle.hpp), rel-L2 <= 1e-6); measures
+// device-to-device copy bandwidth; and times gemm in both layouts on LLM shapes with CUDA events
+// (warm-up, median of many launches, weight buffers rotated so the working set exceeds twice the
+// L2). The cuBLAS fp16 baseline is taken by gpu_check.py through PyTorch (the toolkit has no
+// static cuBLAS, and the binary links cudart statically so that it needs only the driver).
 //
 //   aplq-gpu-check [--quick] [--json PATH] [--seed N]
 //
@@ -221,7 +221,7 @@ struct shape {
 constexpr shape check_shapes[] = {{1, 1}, {3, 37}, {67, 300}, {129, 4100}, {16, 65536}};
 constexpr index_t check_batches[] = {1, 3, 8};    // gemv, sequential
 constexpr index_t check_gemm_batches[] = {9, 40}; // gemm, sequential: the GEMM kernel
-constexpr index_t check_tiled_batches[] = {1, 3, 8, 9, 40};
+constexpr index_t check_tiled_batches[] = {1, 2, 3, 5, 8, 9, 16, 17, 40};
 constexpr index_t max_check_batch = 40;
 constexpr index_t guard = 64; // floats past the outputs that must stay NaN
 
@@ -240,8 +240,8 @@ struct correctness {
 // Checks one format on one shape: the sequential layout through gemv (batches 1, 3, 8; codes on
 // and off 16-byte boundaries) and gemm (batches 9 and 40: the GEMM kernel), both through the
 // run-time-format launchers (one set of kernel instantiations); the tiled layout, packed on the
-// host, through the typed gemm (batches 1, 3, 8: the tiled GEMV kernel; 9 and 40: the GEMM
-// kernel).
+// host, through the typed gemm (batches 1, 2, 3, 5, 8, 9, 16: the tiled GEMV kernel; 17 and 40:
+// the GEMM kernel).
 template <class F>
 void check_format(const shape& sh, std::uint64_t salt, correctness& result) {
   using scale_type = typename F::scale_type;
