@@ -5,7 +5,7 @@
 // - the sequential layout through the GEMM kernel (9 and 40 activation rows: one partial block
 //   column, and two), codes starting on and off 16-byte boundaries, typed and run-time entry;
 // - the tiled layout, packed on the host from the sequential matrix, through gemm for 1, 2, 3, 5,
-//   8, 9 and 16 rows (the tiled GEMV kernel for 1, 2 and 4 rows, a launch per 4), 17 and 40
+//   8, 9 and 16 rows (the tiled GEMV kernel, a launch per 4 rows or per row), 17 and 40
 //   rows (the GEMM kernel), and gemv for 3; and activations one element off their alignment
 //   (the kernel's scalar loads).
 // f32 activations, and f16 and bf16 ones for group 128. y is poisoned with NaN before each

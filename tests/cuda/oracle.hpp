@@ -36,15 +36,15 @@ enum class kernel { gemv_sequential, gemv_tiled, gemm };
 //   + 16 * per_byte           the FMAs of one 16-byte chunk's partial sum
 //   + ceil(chunks / 32) + 2   a lane's partial sums (its chunks, one head and one tail byte)
 //   + 5                       the warp reduction.
-// gemv_tiled (gemm.cuh), units of U codes cut into segments of S = min(U, group) codes:
-//   - 1                       u - c (exact, or one rounding with a zero point or c = 0.5)
+// gemv_tiled (gemm.cuh), units of U codes cut into segments of S = min(U, group) codes; it never
+// forms w (the scale joins in the middle sum's FMA), so instead of the 2:
+//     1                       u - c (exact, or one rounding with a zero point)
 //   + S                       the FMAs of one segment's partial sum
 //   + 16 * U / S              the middle sum: one FMA (a * partial + middle) a segment, at most
 //                             16 units
 //   + ceil(units / 128) + 1   the warp's total (a fold per 16 units and the last, over runs of
-//                             ceil(units / 16) units; counted for runs of ceil(units / 8))
-//   + 15                      the fixed-order sum of the block's 16 warps, instead of the 2 of
-//                             w = a * (u - c) (the scale joins in the middle sum's FMA).
+//                             ceil(units / 16) units: fewer than this counts)
+//   + 15                      the fixed-order sum of the block's 16 warps.
 // gemm_tiles (gemm.cuh), 32-column steps:
 //   + 32                      the FMAs of one step's partial sum
 //   + 32                      the middle sum (at most 32 steps)

@@ -3,12 +3,12 @@
 // f32, f16 (aplq::half) or bf16 (aplq::bfloat16) activations, f32 accumulation and f32 output.
 //
 // - gemv_tiled (1 <= n <= 4 a launch, tiled layout): a block of 16 warps owns one tile of 32
-//   rows; lane i computes row i, so a warp's 16-byte loads cover 512 consecutive
-//   bytes, its scale loads 32 consecutive values, and its activation loads are one address for
-//   all lanes. Codes become f32 by a byte permute under the exponent of 2^23 and one
-//   subtraction; the scale is applied once per unit (or group, when smaller). The warps take
-//   contiguous runs of the tile's units, keep several units in flight, and add their sums in a
-//   fixed order.
+//   rows; lane i computes row i, so a warp's 16-byte loads cover 512 consecutive bytes, its
+//   scale loads 32 consecutive values, and its activation loads are one address for all lanes.
+//   Codes become f32 by a byte permute under the exponent of 2^23 and a subtraction (two with a
+//   zero point or 1-bit codes); the scale is applied once per unit (or group, when smaller). The
+//   warps take contiguous runs of the tile's units, keep several units in flight, and add their
+//   sums in a fixed order.
 // - gemm_tiles (any n, sequential or tiled layout): a block computes 64 rows x 32 activation rows
 //   in steps of 32 columns. Each step dequantizes the 64 x 32 weights to shared memory (a step
 //   never straddles a scale group: groups are multiples of 32), stages the 32 x 32 activations
@@ -71,7 +71,7 @@ inline constexpr int tiled_warps = 16;
 // against 510), which needed twice the registers and half the warps.
 inline constexpr index_t tiled_rows_per_launch = 4;
 // Blocks per SM the register budget is cut for: two of 16 warps (64 registers) up to 2 rows of
-// 4- and 8-bit codes; 1- and 2-bit units (64 and 128 codes) need more registers.
+// 4- and 8-bit codes; 1- and 2-bit units (128 and 64 codes) need more registers.
 template <class F, int N>
 inline constexpr int tiled_min_blocks = N <= 2 && F::bits >= 4 ? 2 : 1;
 // Units a warp sums into its middle sum before folding it into the total.
@@ -154,7 +154,7 @@ __device__ APLQ_FORCE_INLINE void decode_word(unsigned w, float (&f)[tiled_unit<
 }
 
 // u - c from f = 2^23 + u: one exact subtraction when c is an integer (symmetric 2-, 4- and 8-bit
-// formats), else u first (exact) and then c (one rounding, as in w = a * (u - c)).
+// formats), else u first (exact) and then c (exact for c = 0.5, one rounding for a zero point).
 template <class F>
 __device__ APLQ_FORCE_INLINE float centred(float f, float c) noexcept {
   if constexpr (!F::zero_point && F::bits > 1)

@@ -23,7 +23,7 @@
 namespace aplq {
 namespace cuda {
 
-// The most activation rows one launch multiplies.
+// The most activation rows one call of gemv multiplies.
 inline constexpr index_t gemv_max_n = 8;
 
 namespace detail {
