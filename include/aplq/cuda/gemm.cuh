@@ -91,26 +91,6 @@ struct tiled_unit {
   static_assert(seg_words >= 1 && segments * seg_words == 4, "a unit is four words");
 };
 
-// The raw bits of a scale or zero point, widened to f32 where they are used (after the load has
-// landed).
-__device__ APLQ_FORCE_INLINE float widen(float v) noexcept { return v; }
-__device__ APLQ_FORCE_INLINE float widen(half v) noexcept {
-  return __half2float(__ushort_as_half(v.bits));
-}
-__device__ APLQ_FORCE_INLINE float widen(bfloat16 v) noexcept {
-  return __uint_as_float(static_cast<unsigned>(v.bits) << 16);
-}
-template <class S>
-__device__ APLQ_FORCE_INLINE S load_raw(const S* p) noexcept {
-  if constexpr (std::is_same<S, float>::value) {
-    return __ldg(p);
-  } else {
-    S v;
-    v.bits = __ldg(reinterpret_cast<const unsigned short*>(p));
-    return v;
-  }
-}
-
 // Four activations x[j .. j + 3] as f32. Vec: one aligned load (j is a multiple of 4 and the row
 // starts on a multiple of 4 elements). Guard: columns at and past `cols` read as 0.
 template <bool Vec, bool Guard, class X>

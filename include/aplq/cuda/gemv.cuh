@@ -34,14 +34,28 @@ inline constexpr int warp_size = 32;
 // Bytes of one vector load of the packed row.
 inline constexpr int vector_bytes = 16;
 
-__device__ APLQ_FORCE_INLINE float load_scale(const float* p) noexcept { return __ldg(p); }
-__device__ APLQ_FORCE_INLINE float load_scale(const half* p) noexcept {
-  const auto bits = __ldg(reinterpret_cast<const unsigned short*>(p));
-  return __half2float(__ushort_as_half(bits)); // exact, like aplq::half_to_float
+// The raw bits of a scale, zero point or activation, and their exact widening to f32 (like
+// aplq::half_to_float and bfloat16_to_float); kernels that keep loads in flight widen later.
+__device__ APLQ_FORCE_INLINE float widen(float v) noexcept { return v; }
+__device__ APLQ_FORCE_INLINE float widen(half v) noexcept {
+  return __half2float(__ushort_as_half(v.bits));
 }
-__device__ APLQ_FORCE_INLINE float load_scale(const bfloat16* p) noexcept {
-  const auto bits = __ldg(reinterpret_cast<const unsigned short*>(p));
-  return __uint_as_float(static_cast<unsigned>(bits) << 16); // exact
+__device__ APLQ_FORCE_INLINE float widen(bfloat16 v) noexcept {
+  return __uint_as_float(static_cast<unsigned>(v.bits) << 16);
+}
+template <class S>
+__device__ APLQ_FORCE_INLINE S load_raw(const S* p) noexcept {
+  if constexpr (std::is_same<S, float>::value) {
+    return __ldg(p);
+  } else {
+    S v;
+    v.bits = __ldg(reinterpret_cast<const unsigned short*>(p));
+    return v;
+  }
+}
+template <class S>
+__device__ APLQ_FORCE_INLINE float load_scale(const S* p) noexcept {
+  return widen(load_raw(p));
 }
 
 // The activation types the kernels take: loaded with load_scale, widened exactly to f32.
