@@ -18,8 +18,9 @@ struct shape {
 };
 constexpr shape shapes[] = {{1, 1}, {3, 31}, {5, 33}, {17, 100}, {9, 257}, {33, 1000}, {4, 4099}};
 constexpr index_t batch = 6; // one tile of four activation rows plus a remainder of two
-// The exact policy's panel path (batch >= 12): two whole panels of 16 activation rows (four of 8
-// on 128-bit ISAs) and a partial one.
+// The panel paths: the exact policy's (batch >= 12) gets two whole panels of 16 activation rows
+// (four of 8 on 128-bit ISAs) and a partial one; the int8 policy's (AVX2 and AVX-512 from batch
+// 8, AVX512-VNNI from batch 3) blocks of 4 or 8 activation rows and the remainders.
 constexpr index_t panel_batch = 37;
 constexpr index_t guard = 16; // outputs past the end that must stay untouched
 
@@ -44,6 +45,7 @@ void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatc
   std::vector<double> expect_panel(static_cast<std::size_t>(panel_batch * sh.m));
   REQUIRE(ref::gemm(view, xp.data(), panel_batch, expect_panel.data()) == status::ok);
   const std::vector<double> panel_bound = exact_bound(view, xp, panel_batch, true);
+  const std::vector<double> int8_panel_bound = int8_bound(view, xp, panel_batch);
 
   for (auto isa : isas) {
     for (auto policy : {compute::exact, compute::int8}) {
@@ -74,27 +76,31 @@ void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatc
       });
     }
 
-    // The exact policy's panel path.
-    const std::string where = std::string("gemm/") + name_of<F>().c_str() + "/exact/" +
-                              dispatch::isa_name(isa) + " M=" + std::to_string(sh.m) +
-                              " K=" + std::to_string(sh.k) + " N=" + std::to_string(panel_batch) +
-                              " " + seed_note();
-    INFO(where);
-    auto y = poisoned(panel_batch * sh.m + guard);
-    REQUIRE(dispatch::gemm(erased, xp.data(), panel_batch, y.data(), {1, compute::exact}, isa) ==
-            status::ok);
-    std::size_t touched = 0;
-    for (std::size_t i = static_cast<std::size_t>(panel_batch * sh.m); i < y.size(); ++i)
-      touched += !std::isnan(y[i]);
-    CHECK(touched == 0);
-    y.resize(static_cast<std::size_t>(panel_batch * sh.m));
-    const auto worst = worst_outside(y, expect_panel, panel_bound);
-    INFO("worst output ", worst.first, " exceeds its bound by ", worst.second);
-    CHECK(worst.first == -1);
-    CHECK(rel_l2(y, expect_panel) <= 1e-6);
-    check_thread_counts(y, [&](int threads, float* out) {
-      return dispatch::gemm(erased, xp.data(), panel_batch, out, {threads, compute::exact}, isa);
-    });
+    // The panel paths (and the int8 tiles on ISAs without int8 panels).
+    for (auto policy : {compute::exact, compute::int8}) {
+      const std::string where = std::string("gemm/") + name_of<F>().c_str() + "/" +
+                                policy_name(policy) + "/" + dispatch::isa_name(isa) +
+                                " M=" + std::to_string(sh.m) + " K=" + std::to_string(sh.k) +
+                                " N=" + std::to_string(panel_batch) + " " + seed_note();
+      INFO(where);
+      auto y = poisoned(panel_batch * sh.m + guard);
+      REQUIRE(dispatch::gemm(erased, xp.data(), panel_batch, y.data(), {1, policy}, isa) ==
+              status::ok);
+      std::size_t touched = 0;
+      for (std::size_t i = static_cast<std::size_t>(panel_batch * sh.m); i < y.size(); ++i)
+        touched += !std::isnan(y[i]);
+      CHECK(touched == 0);
+      y.resize(static_cast<std::size_t>(panel_batch * sh.m));
+      const auto worst =
+          worst_outside(y, expect_panel, policy == compute::exact ? panel_bound : int8_panel_bound);
+      INFO("worst output ", worst.first, " exceeds its bound by ", worst.second);
+      CHECK(worst.first == -1);
+      if (policy == compute::exact)
+        CHECK(rel_l2(y, expect_panel) <= 1e-6);
+      check_thread_counts(y, [&](int threads, float* out) {
+        return dispatch::gemm(erased, xp.data(), panel_batch, out, {threads, policy}, isa);
+      });
+    }
   }
 }
 
@@ -136,12 +142,13 @@ TEST_CASE("cpu/gemv and gemm: a large K with whole-row scales keeps the exact po
     CHECK(rel_l2(y, expect) <= 1e-6);
   }
 
-  // The same through the exact policy's panel path (16 activation rows).
+  // The same through the panel paths (16 activation rows).
   const index_t n = 16;
   const auto xn = r.normal(n * k, 0.2f, 1.0f);
   std::vector<double> expect_n(static_cast<std::size_t>(n * m));
   REQUIRE(ref::gemm(q.view(), xn.data(), n, expect_n.data()) == status::ok);
   const auto bound_n = exact_bound(q.view(), xn, n, true);
+  const auto int8_bound_n = int8_bound(q.view(), xn, n);
   for (auto isa : available_isas()) {
     const std::string where = std::string(dispatch::isa_name(isa)) + " N=16 " + seed_note();
     INFO(where);
@@ -150,6 +157,10 @@ TEST_CASE("cpu/gemv and gemm: a large K with whole-row scales keeps the exact po
             status::ok);
     CHECK(worst_outside(y, expect_n, bound_n).first == -1);
     CHECK(rel_l2(y, expect_n) <= 1e-6);
+    // And the int8 policy's panels (its tiles where the ISA has none).
+    REQUIRE(dispatch::gemm(dispatch::erase(q.view()), xn.data(), n, y.data(), {2, compute::int8},
+                           isa) == status::ok);
+    CHECK(worst_outside(y, expect_n, int8_bound_n).first == -1);
   }
 }
 

@@ -7,12 +7,16 @@
 // against NX activation rows (4 x 1 for GEMV, 2 x 4 for GEMM), so every loaded activation chunk
 // serves RT rows and every expanded weight chunk NX activation rows. Each output element is
 // computed by exactly one tile in a fixed order: results do not depend on the thread count. As
-// the activations are copied before any output is written, y may alias x.
+// the activations are copied before any output is written, y may alias x. At larger batches
+// both policies switch to panel kernels (the exact policy's panel_task, the int8 policy's
+// int8_panel_task, below), which expand a block of weights once per call for every activation
+// row.
 //
 // Per group g with stored (s, z), the affine form of format.hpp gives w = a * (u - c), so
 //   exact:  y += a * sum_chunks sum_lanes (u - c) * x                    (f32 FMA)
 //   int8:   y += a * sum_chunks dx * sum_lanes (u - bias) * xq  -  a * (c - bias) * gsum[g]
-// where xq = round(x / dx) per chunk and gsum[g] = sum over the group's chunks of dx * sum(xq).
+// where xq = round(x / dx) per chunk and gsum[g] = sum over the group's chunks of dx * sum(xq)
+// (the int8 panels subtract c per chunk instead: a * dx * (sum_lanes u * xq - c * sum(xq))).
 #pragma once
 
 #include <algorithm>
@@ -54,6 +58,7 @@ struct activations {
   std::vector<std::int8_t> xq; // int8:  [n][chunks * 32], zero-padded
   std::vector<float> dx;       // int8:  [n][chunks] activation scales
   std::vector<float> gsum;     // int8:  [n][groups] sum over the group of dx * sum(xq)
+  std::vector<float> qsum;     // int8:  [n][chunks] sum(xq) of each chunk (an exact integer)
 };
 
 // Everything a tile needs of W, with the group size as a run-time chunk count so that one
@@ -124,6 +129,7 @@ status prepare(const float* x, index_t n, index_t cols, index_t groups, index_t 
       act.xq.resize(static_cast<std::size_t>(n * padded));
       act.dx.resize(static_cast<std::size_t>(n * act.chunks));
       act.gsum.assign(static_cast<std::size_t>(n * groups), 0.0f);
+      act.qsum.resize(static_cast<std::size_t>(n * act.chunks));
     }
   } catch (const std::bad_alloc&) {
     return status::out_of_memory;
@@ -144,6 +150,7 @@ status prepare(const float* x, index_t n, index_t cols, index_t groups, index_t 
       int sum = 0;
       const float d = quantize_chunk<A>(v, q, sum);
       act.dx[i * act.chunks + c] = d;
+      act.qsum[i * act.chunks + c] = static_cast<float>(sum);
       act.gsum[i * groups + c / chunks_per_group] += d * static_cast<float>(sum);
     }
   }
@@ -677,6 +684,166 @@ void panel_task(const weights<Scale>& w, index_t r0, index_t r1, const activatio
   }
 }
 
+// ---- The int8 policy at large batch: transposed code panels ----
+//
+// Where the architecture has an int8 panel kernel (int8_panel_shape<A>::rows > 0: arch/avx2.hpp,
+// arch/avx512bw.hpp), the int8 policy takes it from int8_panel_shape<A>::min_batch activation
+// rows on. A panel is R weight rows x int8_panel_chunks chunks: each row's codes are expanded to
+// bytes once per call and transposed so that one vector holds dword j of the chunk for all R
+// rows, next to the rows' affine (a, c) per chunk. The kernel then walks the activation rows a
+// few at a time; each activation dword is broadcast against the R rows at once, and a chunk's R
+// integer dots meet a * dx and c * sum(xq) together (the tiles convert and scale a vector of
+// partial sums per row and chunk, and correct for c per row at the end, offset_term).
+//
+// Summation: per output, the chunks of a column block in a register, blocks into a sum of
+// block_chunks chunks, those into the total: the f32 depth of the tiles.
+inline constexpr index_t int8_panel_chunks = 8;
+static_assert(block_chunks % int8_panel_chunks == 0, "a block is whole column blocks");
+
+// One kernel call: for NX activation rows k and the panel's R weight rows i, acc[k][i] += sum
+// over the panel's chunks ch of a[ch][i] * dx_k[ch] * (dot_ch(u_i, xq_k) - c[ch][i] *
+// qsum_k[ch]), the integer dot of the codes with the quantized activations recentred by the
+// group's c (panel codes and c both less int8_panel_bias).
+struct int8_panel_args {
+  const std::uint8_t* codes; // [chunks][8][R][4]: dword j of each row's chunk, rows side by side
+  const float* a;            // [chunks][R] affine scales
+  const float* c;            // [chunks][R] affine offsets
+  index_t chunks;
+  const std::int8_t* x; // activation row k's first chunk at x + k * x_stride (lane order)
+  index_t x_stride;
+  const float* dx;   // row k's chunk scales from dx + k * s_stride
+  const float* qsum; // row k's chunk sums of xq (as floats), from qsum + k * s_stride
+  index_t s_stride;
+  float* acc; // [NX][R]
+};
+
+// Per chunk and activation row: 8 steps (one broadcast dword of activations against a vector of
+// panel codes each), the integer dot, its conversion, the recentring dot - c * qsum (exact for
+// the symmetric formats, whose c is a half-integer) and the scale a * dx.
+template <class A, int NX, bool Signed>
+inline void int8_panel_dots(const int8_panel_args& p) noexcept {
+  using V = typename int8_panel_shape<A>::arch;
+  using fb = xsimd::batch<float, V>;
+  using ib = xsimd::batch<std::int32_t, V>;
+  using reg = typename ib::register_type; // what the primitives take and return
+  constexpr int R = int8_panel_shape<A>::rows;
+  static_assert(R == static_cast<int>(ib::size), "a lane per weight row");
+  fb acc[NX];
+  for (int k = 0; k < NX; ++k)
+    acc[k] = fb::load_unaligned(p.acc + R * k);
+  for (index_t ch = 0; ch < p.chunks; ++ch) {
+    const std::uint8_t* codes = p.codes + ch * R * chunk_codes;
+    const std::int8_t* x = p.x + ch * chunk_codes;
+    ib dot[NX];
+    for (int k = 0; k < NX; ++k)
+      dot[k] = ib(0);
+    for (int j = 0; j < chunk_codes / 4; ++j) {
+      const ib u = ib::load_aligned(reinterpret_cast<const std::int32_t*>(codes + 4 * R * j));
+      const ib m = int8_panel_magnitude<A, Signed>(reg(u), A{});
+      for (int k = 0; k < NX; ++k) {
+        std::int32_t xj;
+        std::memcpy(&xj, x + k * p.x_stride + 4 * j, sizeof xj);
+        dot[k] = int8_panel_step<A, Signed>(reg(dot[k]), reg(u), reg(m), reg(ib(xj)), A{});
+      }
+    }
+    const fb a = fb::load_aligned(p.a + R * ch), c = fb::load_aligned(p.c + R * ch);
+    for (int k = 0; k < NX; ++k) {
+      const index_t s = k * p.s_stride + ch;
+      const fb v = xsimd::fnma(c, fb(p.qsum[s]),
+                               xsimd::to_float(ib(int8_panel_sum<A, Signed>(reg(dot[k]), A{}))));
+      acc[k] = xsimd::fma(v, a * fb(p.dx[s]), acc[k]);
+    }
+  }
+  for (int k = 0; k < NX; ++k)
+    acc[k].store_unaligned(p.acc + R * k);
+}
+
+template <class F, class A, class Scale>
+void int8_panel_task(const weights<Scale>& w, index_t r0, index_t r1, const activations& act,
+                     float* y) noexcept {
+  constexpr int R = int8_panel_shape<A>::rows, NX = int8_panel_shape<A>::batch;
+  constexpr int bias = int8_panel_bias<A, F>;
+  constexpr index_t C = int8_panel_chunks;
+  const index_t n = act.n, stride = act.chunks * chunk_codes;
+  const index_t acc_size = n * R; // [activation row][R]
+
+  thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> blk, tot, affine;
+  thread_local std::vector<std::uint8_t, xsimd::aligned_allocator<std::uint8_t, 64>> panel;
+  try {
+    blk.resize(static_cast<std::size_t>(acc_size));
+    tot.resize(static_cast<std::size_t>(acc_size));
+    affine.resize(static_cast<std::size_t>(2 * C * R));
+    panel.resize(static_cast<std::size_t>(C * R * chunk_codes));
+  } catch (const std::bad_alloc&) {
+    rows<F, A, compute::int8>(w, r0, r1, act, y); // the tiles need no buffers of their own
+    return;
+  }
+  float* const a = affine.data();
+  float* const c = affine.data() + C * R;
+  alignas(32) std::uint8_t tail[chunk_codes];
+  using chunk_type = decltype(chunk_at<F, A>(w.codes, w.row_bytes, 0, tail));
+
+  // Row groups one after another, each streaming its R rows from the first column to the last
+  // (R sequential streams); the quantized activations (n x K bytes) stay in L2 meanwhile.
+  for (index_t r = r0; r < r1; r += R) {
+    const int mr = static_cast<int>(std::min<index_t>(R, r1 - r));
+    std::fill(blk.begin(), blk.end(), 0.0f);
+    std::fill(tot.begin(), tot.end(), 0.0f);
+    for (index_t c0 = 0; c0 < act.chunks; c0 += C) {
+      const index_t c1 = std::min(c0 + C, act.chunks);
+      for (index_t ch = c0; ch < c1; ++ch) {
+        prefetch_next_tile<F, R>(w, r, ch);
+        // Lanes past the task's rows repeat its last row with a = c = 0; they are never stored.
+        chunk_type codes[R];
+        for (int i = 0; i < R; ++i) {
+          const index_t row = r + std::min(i, mr - 1);
+          codes[i] = chunk_at<F, A>(w.codes + row * w.row_bytes, w.row_bytes, ch, tail);
+          float ai = 0.0f, ci = 0.0f;
+          if (i < mr)
+            group_affine<F, A>(w, row, ch / w.chunks_per_group, ai, ci);
+          a[(ch - c0) * R + i] = ai;
+          c[(ch - c0) * R + i] = i < mr ? ci - static_cast<float>(bias) : 0.0f;
+        }
+        int8_panel_transpose<A, bias>(codes, panel.data() + (ch - c0) * R * chunk_codes, A{});
+      }
+      int8_panel_args p{panel.data(),
+                        a,
+                        c,
+                        c1 - c0,
+                        act.xq.data() + c0 * chunk_codes,
+                        stride,
+                        act.dx.data() + c0,
+                        act.qsum.data() + c0,
+                        act.chunks,
+                        blk.data()};
+      index_t k = 0;
+      const auto walk = [&](auto nx) {
+        constexpr int nk = decltype(nx)::value;
+        for (; k + nk <= n; k += nk) {
+          int8_panel_dots<A, nk, bias != 0>(p);
+          p.x += nk * stride;
+          p.dx += nk * act.chunks;
+          p.qsum += nk * act.chunks;
+          p.acc += nk * R;
+        }
+      };
+      walk(std::integral_constant<int, NX>{});
+      if constexpr (NX > 4)
+        walk(std::integral_constant<int, 4>{});
+      walk(std::integral_constant<int, 1>{});
+      if (c1 % block_chunks == 0 || c1 == act.chunks) {
+        for (index_t e = 0; e < acc_size; ++e) {
+          tot[e] += blk[e];
+          blk[e] = 0.0f;
+        }
+      }
+    }
+    for (index_t k = 0; k < n; ++k)
+      for (int i = 0; i < mr; ++i)
+        y[k * w.rows + r + i] = tot[k * R + i];
+  }
+}
+
 // The kernel format: F with the group size erased (it travels in weights::chunks_per_group).
 template <class F>
 using kernel_format = aplq::format<F::bits, whole_row, F::zero_point, typename F::scale_type,
@@ -696,14 +863,25 @@ status run(const weights<Scale>& w, const float* x, index_t n, float* y,
   if (panels)
     if (status s = prepare_panels<A>(act); s != status::ok)
       return s;
+  using int8_shape = int8_panel_shape<A>;
+  const bool int8_panels =
+      int8_shape::rows > 0 && opt.policy == compute::int8 && n >= int8_shape::min_batch;
   // Rows per task: enough tasks to balance, each large enough to amortize a claim (and whole
-  // row groups on the panel path).
+  // row groups on the panel paths).
   index_t block = std::max<index_t>(8, w.rows / 64);
   if (panels)
     block = (block + panel_rows<A> - 1) / panel_rows<A> * panel_rows<A>;
+  if constexpr (int8_shape::rows > 0)
+    if (int8_panels)
+      block = (block + int8_shape::rows - 1) / int8_shape::rows * int8_shape::rows;
   const index_t tasks = (w.rows + block - 1) / block;
   auto task = [&](index_t t) noexcept {
     const index_t r0 = t * block, r1 = std::min(w.rows, r0 + block);
+    if constexpr (int8_shape::rows > 0)
+      if (int8_panels) {
+        int8_panel_task<K, A>(w, r0, r1, act, y);
+        return;
+      }
     if (panels)
       panel_task<K, A>(w, r0, r1, act, y);
     else if (opt.policy == compute::exact)

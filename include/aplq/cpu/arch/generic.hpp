@@ -131,5 +131,43 @@ inline xsimd::batch<float, A> load_scales(const half* s, requires_arch<xsimd::ge
   return xsimd::batch<float, A>::load_aligned(tmp);
 }
 
+// ---- The int8 policy's panels (kernel.hpp, int8_panel_task) ----
+
+// Architecture A's int8 panel kernel: `rows` weight rows per vector of `arch` (an xsimd
+// architecture, i32 lanes; 0 rows: A has none, the tiles serve every batch), `batch` activation
+// rows per kernel call (as many accumulators as the registers hold), and `min_batch`, the batch
+// from which the panels beat the tiles.
+template <class A>
+struct int8_panel_shape {
+  using arch = A;
+  static constexpr int rows = 0, batch = 0;
+  static constexpr index_t min_batch = 0;
+};
+// What the panels hold of format F's codes on A: u - int8_panel_bias (0, or 128 for 8-bit codes
+// where the kernel's products need signed operands); the driver recentres by c - bias.
+template <class A, class F>
+inline constexpr int int8_panel_bias = 0;
+
+// The int8 panel kernel's primitives, declared here for name lookup only: an architecture with
+// int8 panels defines its overloads (arch/avx2.hpp, arch/avx512bw.hpp), and kernel.hpp calls them
+// only for such an architecture. B is the register type (__m256i, __m512i) of
+// xsimd::batch<std::int32_t, int8_panel_shape<A>::arch>.
+// - int8_panel_transpose: R rows' chunk codes (rows[i], as load_chunk returns them) to panel
+//   codes less Bias, dword j of every row at out + j * R * 4;
+// - int8_panel_magnitude: what int8_panel_step takes of a vector u of panel codes (|u| where the
+//   codes are Signed, recentred);
+// - int8_panel_step: sum plus the products of u (through its magnitude m) and x, a broadcast
+//   dword of activations, four per lane, in the arch's partial-sum form;
+// - int8_panel_sum: those partial sums as one i32 dot per lane.
+template <class A, int Bias, class Rows>
+void int8_panel_transpose(const Rows& rows, std::uint8_t* out,
+                          requires_arch<xsimd::generic>) noexcept;
+template <class A, bool Signed, class B>
+B int8_panel_magnitude(B u, requires_arch<xsimd::generic>) noexcept;
+template <class A, bool Signed, class B>
+B int8_panel_step(B sum, B u, B m, B x, requires_arch<xsimd::generic>) noexcept;
+template <class A, bool Signed, class B>
+B int8_panel_sum(B sum, requires_arch<xsimd::generic>) noexcept;
+
 } // namespace cpu
 } // namespace aplq
