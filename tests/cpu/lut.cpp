@@ -22,6 +22,10 @@ struct shape {
 // chunk (31, 100, 257, 4099) and a whole 1000.
 constexpr shape shapes[] = {{1, 1}, {31, 100}, {33, 257}, {65, 1000}, {40, 4099}};
 constexpr index_t batch = 3;
+// A batch where the int8 panels take over from the tables (lut_panel_task: 2-bit formats on
+// AVX2 and AVX-512, 1-bit ones too on AVX512-VNNI): blocks of 8 or 4 activation rows and a
+// remainder.
+constexpr index_t panel_batch = 21;
 constexpr index_t guard = 16; // outputs past the end that must stay untouched
 
 template <class F>
@@ -111,6 +115,34 @@ void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatc
 
     check_thread_counts(y, [&](int threads, float* out) {
       return dispatch::gemm(erased, x.data(), batch, out, {threads, compute::int8}, isa);
+    });
+  }
+
+  // The panel batch: the same checks but the GEMV's (another path).
+  const std::vector<float> xp = r.normal(panel_batch * sh.k, 0.2f, 1.0f);
+  std::vector<double> expect_p(static_cast<std::size_t>(panel_batch * sh.m));
+  REQUIRE(ref::gemm(q.view(), xp.data(), panel_batch, expect_p.data()) == status::ok);
+  const auto bound_p = int8_bound(q.view(), xp, panel_batch);
+  const auto rounding_p = int8_bound(q.view(), xp, panel_batch, true);
+  for (auto isa : isas) {
+    const std::string on = std::string(dispatch::isa_name(isa)) + " N=21";
+    INFO(on);
+    auto y = poisoned(panel_batch * sh.m + guard);
+    REQUIRE(dispatch::gemm(erased, xp.data(), panel_batch, y.data(), {1, compute::int8}, isa) ==
+            status::ok);
+    for (index_t i = 0; i < guard; ++i)
+      CHECK(std::isnan(y[static_cast<std::size_t>(panel_batch * sh.m + i)]));
+    y.resize(static_cast<std::size_t>(panel_batch * sh.m));
+    const auto worst = worst_outside(y, expect_p, bound_p);
+    INFO("worst output ", worst.first, " exceeds its bound by ", worst.second);
+    CHECK(worst.first == -1);
+    std::vector<float> plain(y.size());
+    REQUIRE(dispatch::gemm(dispatch::erase(q.view()), xp.data(), panel_batch, plain.data(),
+                           {1, compute::int8}, isa) == status::ok);
+    CHECK(worst_outside(y, std::vector<double>(plain.begin(), plain.end()), rounding_p).first ==
+          -1);
+    check_thread_counts(y, [&](int threads, float* out) {
+      return dispatch::gemm(erased, xp.data(), panel_batch, out, {threads, compute::int8}, isa);
     });
   }
 }

@@ -758,11 +758,15 @@ inline void int8_panel_dots(const int8_panel_args& p) noexcept {
     acc[k].store_unaligned(p.acc + R * k);
 }
 
-template <class F, class A, class Scale>
-void int8_panel_task(const weights<Scale>& w, index_t r0, index_t r1, const activations& act,
-                     float* y) noexcept {
+// Rows [r0, r1) of a matrix with `rows` rows against every activation row, by int8 panels of
+// whatever layout: fill(r, mr, c0, c1, codes, a, c) writes the panel of rows r .. r + mr and
+// chunks c0 .. c1 (codes [c1 - c0][8][R][4] less int8_panel_bias, a and c [c1 - c0][R], c less
+// the bias, lanes past mr anything finite). Returns false, having written nothing, when its
+// buffers cannot be allocated.
+template <class A, bool Signed, class Fill>
+bool int8_panels(index_t r0, index_t r1, index_t rows, const activations& act, float* y,
+                 Fill&& fill) noexcept {
   constexpr int R = int8_panel_shape<A>::rows, NX = int8_panel_shape<A>::batch;
-  constexpr int bias = int8_panel_bias<A, F>;
   constexpr index_t C = int8_panel_chunks;
   const index_t n = act.n, stride = act.chunks * chunk_codes;
   const index_t acc_size = n * R; // [activation row][R]
@@ -775,37 +779,20 @@ void int8_panel_task(const weights<Scale>& w, index_t r0, index_t r1, const acti
     affine.resize(static_cast<std::size_t>(2 * C * R));
     panel.resize(static_cast<std::size_t>(C * R * chunk_codes));
   } catch (const std::bad_alloc&) {
-    rows<F, A, compute::int8>(w, r0, r1, act, y); // the tiles need no buffers of their own
-    return;
+    return false;
   }
   float* const a = affine.data();
   float* const c = affine.data() + C * R;
-  alignas(32) std::uint8_t tail[chunk_codes];
-  using chunk_type = decltype(chunk_at<F, A>(w.codes, w.row_bytes, 0, tail));
 
-  // Row groups one after another, each streaming its R rows from the first column to the last
-  // (R sequential streams); the quantized activations (n x K bytes) stay in L2 meanwhile.
+  // Row groups one after another, each streaming its R rows from the first column to the last;
+  // the quantized activations (n x K bytes) stay in cache meanwhile.
   for (index_t r = r0; r < r1; r += R) {
     const int mr = static_cast<int>(std::min<index_t>(R, r1 - r));
     std::fill(blk.begin(), blk.end(), 0.0f);
     std::fill(tot.begin(), tot.end(), 0.0f);
     for (index_t c0 = 0; c0 < act.chunks; c0 += C) {
       const index_t c1 = std::min(c0 + C, act.chunks);
-      for (index_t ch = c0; ch < c1; ++ch) {
-        prefetch_next_tile<F, R>(w, r, ch);
-        // Lanes past the task's rows repeat its last row with a = c = 0; they are never stored.
-        chunk_type codes[R];
-        for (int i = 0; i < R; ++i) {
-          const index_t row = r + std::min(i, mr - 1);
-          codes[i] = chunk_at<F, A>(w.codes + row * w.row_bytes, w.row_bytes, ch, tail);
-          float ai = 0.0f, ci = 0.0f;
-          if (i < mr)
-            group_affine<F, A>(w, row, ch / w.chunks_per_group, ai, ci);
-          a[(ch - c0) * R + i] = ai;
-          c[(ch - c0) * R + i] = i < mr ? ci - static_cast<float>(bias) : 0.0f;
-        }
-        int8_panel_transpose<A, bias>(codes, panel.data() + (ch - c0) * R * chunk_codes, A{});
-      }
+      fill(r, mr, c0, c1, panel.data(), a, c);
       int8_panel_args p{panel.data(),
                         a,
                         c,
@@ -820,7 +807,7 @@ void int8_panel_task(const weights<Scale>& w, index_t r0, index_t r1, const acti
       const auto walk = [&](auto nx) {
         constexpr int nk = decltype(nx)::value;
         for (; k + nk <= n; k += nk) {
-          int8_panel_dots<A, nk, bias != 0>(p);
+          int8_panel_dots<A, nk, Signed>(p);
           p.x += nk * stride;
           p.dx += nk * act.chunks;
           p.qsum += nk * act.chunks;
@@ -840,8 +827,40 @@ void int8_panel_task(const weights<Scale>& w, index_t r0, index_t r1, const acti
     }
     for (index_t k = 0; k < n; ++k)
       for (int i = 0; i < mr; ++i)
-        y[k * w.rows + r + i] = tot[k * R + i];
+        y[k * rows + r + i] = tot[k * R + i];
   }
+  return true;
+}
+
+// The int8 panels of the plain layouts: load_chunk's codes, transposed.
+template <class F, class A, class Scale>
+void int8_panel_task(const weights<Scale>& w, index_t r0, index_t r1, const activations& act,
+                     float* y) noexcept {
+  constexpr int R = int8_panel_shape<A>::rows, bias = int8_panel_bias<A, F>;
+  alignas(32) std::uint8_t tail[chunk_codes];
+  using chunk_type = decltype(chunk_at<F, A>(w.codes, w.row_bytes, 0, tail));
+  const auto fill = [&](index_t r, int mr, index_t c0, index_t c1, std::uint8_t* codes, float* a,
+                        float* c) {
+    for (index_t ch = c0; ch < c1; ++ch) {
+      prefetch_next_tile<F, R>(w, r, ch);
+      // Lanes past mr repeat row mr - 1 with a = c = 0; they are never stored.
+      chunk_type row_codes[R];
+      for (int i = 0; i < R; ++i) {
+        const index_t row = r + std::min(i, mr - 1);
+        row_codes[i] = chunk_at<F, A>(w.codes + row * w.row_bytes, w.row_bytes, ch, tail);
+        float ai = 0.0f, ci = 0.0f;
+        if (i < mr) {
+          group_affine<F, A>(w, row, ch / w.chunks_per_group, ai, ci);
+          ci -= static_cast<float>(bias);
+        }
+        a[(ch - c0) * R + i] = ai;
+        c[(ch - c0) * R + i] = ci;
+      }
+      int8_panel_transpose<A, bias>(row_codes, codes + (ch - c0) * R * chunk_codes, A{});
+    }
+  };
+  if (!int8_panels<A, bias != 0>(r0, r1, w.rows, act, y, fill))
+    rows<F, A, compute::int8>(w, r0, r1, act, y); // the tiles need no buffers of their own
 }
 
 // The kernel format: F with the group size erased (it travels in weights::chunks_per_group).

@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <new>
 #include <type_traits>
 #include <vector>
@@ -224,6 +225,18 @@ struct lut_weights {
 // from 380 to 305 us (4096x4096, one thread, AVX2, median of 180 calls over rotating copies).
 inline constexpr index_t lut_prefetch_codes = 4096;
 inline constexpr index_t lut_prefetch_scales = 1024;
+
+// From how many activation rows a lut_matrix of Bits bits takes the int8 panels on A (see
+// lut_panel_task). 4096x4096, one thread of a 2-vCPU Intel Xeon, weights in the last-level
+// cache, best of 20, tables against panels, us: with AVX512-VNNI, q1_g32 batch 4 626 and 677, 8
+// 1231 and 918, 64 11331 and 5566; q2_g32 batch 4 1028 and 717, 8 2009 and 965, 64 16983 and
+// 5101. AVX2: q2_g32 batch 4 1173 and 1343, 8 2351 and 2095, 64 19852 and 13496; q1_g32 batch 8
+// 1522 and 2003, 64 13095 and 13168: one bit plane halves the tables' work and not the
+// panels', so 1-bit formats keep the tables on AVX2.
+template <class A, int Bits>
+inline constexpr index_t lut_panel_min_batch = Bits == 2 || int8_panel_shape<A>::rows == 16
+                                                   ? 8
+                                                   : std::numeric_limits<index_t>::max();
 
 // The table of one step (4 activations x): T[e] = sum of x[q] over the set bits q of e, as 16
 // low bytes then 16 high bytes.
@@ -467,6 +480,50 @@ APLQ_FORCE_INLINE void lut_tile(const lut_weights<Scale>& w, index_t t, const ac
 template <int Bits, bool ZeroPoint, class Scale>
 using lut_format = aplq::format<Bits, whole_row, ZeroPoint, Scale, layout::cpu_striped>;
 
+// At larger batches a lut_matrix goes through the int8 panels of the plain kernels (kernel.hpp,
+// int8_panels) instead: the tiles' bit planes are rows side by side already, so a panel's codes
+// come from them by a few byte operations per plane and step (int8_panel_bits), no transpose.
+// Where: see lut_panel_min_batch. Tiles [t0, t1); false, having written nothing, when the panel
+// buffers cannot be allocated.
+template <class K, class A, class Scale>
+bool lut_panel_task(const lut_weights<Scale>& w, index_t t0, index_t t1, const activations& act,
+                    float* y) noexcept {
+  constexpr int R = int8_panel_shape<A>::rows;
+  static_assert(lut_tile_rows % R == 0, "a panel is part of one tile");
+  using ib = xsimd::batch<std::int32_t, typename int8_panel_shape<A>::arch>;
+  const auto fill = [&](index_t r, int mr, index_t c0, index_t c1, std::uint8_t* codes, float* a,
+                        float* c) {
+    const index_t t = r / lut_tile_rows, i0 = r % lut_tile_rows;
+    const std::uint8_t* tile = w.codes + t * w.tile_bytes;
+    const index_t scales_at = t * w.groups * lut_tile_rows;
+    const Scale* zeros = K::zero_point ? w.zeros + scales_at : nullptr;
+    for (index_t ch = c0; ch < c1; ++ch) {
+      const std::uint8_t* planes = tile + ch * K::bits * 128;
+      APLQ_PREFETCH(planes + lut_prefetch_codes);
+      for (int j = 0; j < chunk_codes / 4; ++j) {
+        // Step j: block j / 2, low or high nibbles; plane p 128 bytes further.
+        const std::uint8_t* b = planes + j / 2 * 32 + i0;
+        const int shift = j % 2 * 4;
+        ib u(int8_panel_bits<A>(b, shift, A{}));
+        if constexpr (K::bits == 2)
+          u += ib(int8_panel_bits<A>(b + 128, shift, A{})) << 1;
+        u.store_aligned(
+            reinterpret_cast<std::int32_t*>(codes + (ch - c0) * R * chunk_codes + j * R * 4));
+      }
+      const index_t g = ch / w.chunks_per_group;
+      for (int i = 0; i < R; ++i) {
+        float ai = 0.0f, ci = 0.0f;
+        if (i < mr)
+          lut_affine<K, A>(w.scales + scales_at, zeros, g * lut_tile_rows + i0 + i, ai, ci);
+        a[(ch - c0) * R + i] = ai;
+        c[(ch - c0) * R + i] = ci;
+      }
+    }
+  };
+  return int8_panels<A, false>(t0 * lut_tile_rows, std::min(w.rows, t1 * lut_tile_rows), w.rows,
+                               act, y, fill);
+}
+
 template <class K, class A, class Scale>
 status lut_run(const lut_weights<Scale>& w, const float* x, index_t n, float* y,
                const options& opt) noexcept {
@@ -484,16 +541,38 @@ status lut_run(const lut_weights<Scale>& w, const float* x, index_t n, float* y,
   if (status s = prepare<K, A>(x, n, w.cols, w.groups, w.chunks_per_group, compute::int8, act);
       s != status::ok)
     return s;
+  const index_t block = std::max<index_t>(1, w.tiles / 64);
+  const index_t tasks = (w.tiles + block - 1) / block;
+  // Tasks the panels could not take (no memory for their buffers) fall back to the tables.
+  std::vector<unsigned char> left;
+  if constexpr (int8_panel_shape<A>::rows > 0) {
+    if (n >= lut_panel_min_batch<A, K::bits>) {
+      try {
+        left.assign(static_cast<std::size_t>(tasks), 0);
+      } catch (const std::bad_alloc&) {
+        left.assign(0, 0);
+      }
+      if (!left.empty()) {
+        auto panel_task = [&](index_t b) noexcept {
+          const index_t t0 = b * block, t1 = std::min(w.tiles, t0 + block);
+          left[static_cast<std::size_t>(b)] = !lut_panel_task<K, A>(w, t0, t1, act, y);
+        };
+        thread_pool::global().run(opt.threads, tasks, panel_task);
+        if (std::find(left.begin(), left.end(), 1) == left.end())
+          return status::ok;
+      }
+    }
+  }
   try {
     tables.resize(static_cast<std::size_t>(n * w.chunks * 256));
   } catch (const std::bad_alloc&) {
     return status::out_of_memory;
   }
   build_tables<A>(act, tables.data());
-  const index_t block = std::max<index_t>(1, w.tiles / 64);
-  const index_t tasks = (w.tiles + block - 1) / block;
   const std::uint8_t* tab = tables.data();
   auto task = [&](index_t b) noexcept {
+    if (!left.empty() && !left[static_cast<std::size_t>(b)])
+      return;
     const index_t t1 = std::min(w.tiles, (b + 1) * block);
     for (index_t t = b * block; t < t1; ++t)
       for (index_t k = 0; k < n; ++k)

@@ -253,6 +253,19 @@ template <class A, bool Signed>
 APLQ_FORCE_INLINE __m256i int8_panel_sum(__m256i sum, requires_arch<xsimd::avx2>) noexcept {
   return Signed ? sum : _mm256_madd_epi16(sum, _mm256_set1_epi16(1));
 }
+// Each of the 8 bytes spread over its row's dword, then one bit per byte (as load_chunk's 1-bit
+// expansion).
+template <class A>
+APLQ_FORCE_INLINE __m256i int8_panel_bits(const std::uint8_t* p, int shift,
+                                          requires_arch<xsimd::avx2>) noexcept {
+  std::int64_t bytes;
+  std::memcpy(&bytes, p, sizeof bytes);
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi64x(bytes), _mm256_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4,
+                                                  4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7));
+  const __m256i bit = _mm256_set1_epi32(shift == 0 ? 0x08040201 : static_cast<int>(0x80402010u));
+  return _mm256_min_epu8(_mm256_and_si256(spread, bit), _mm256_set1_epi8(1));
+}
 #endif
 
 #if defined(__F16C__)

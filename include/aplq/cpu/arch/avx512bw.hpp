@@ -43,6 +43,11 @@ template <class A, bool Signed>
 APLQ_FORCE_INLINE __m256i int8_panel_sum(__m256i sum, requires_arch<xsimd::avx512bw>) noexcept {
   return int8_panel_sum<A, Signed>(sum, xsimd::fma3<xsimd::avx2>{});
 }
+template <class A>
+APLQ_FORCE_INLINE __m256i int8_panel_bits(const std::uint8_t* p, int shift,
+                                          requires_arch<xsimd::avx512bw>) noexcept {
+  return int8_panel_bits<A>(p, shift, xsimd::fma3<xsimd::avx2>{});
+}
 
 #if defined(__AVX512VNNI__)
 // AVX512-VNNI (Intel from Cascade Lake, AMD from Zen 4): the avx512bw kernels with vpdpbusd for
@@ -120,6 +125,19 @@ APLQ_FORCE_INLINE __m512i int8_panel_step(__m512i sum, __m512i u, __m512i, __m51
 template <class A, bool Signed>
 APLQ_FORCE_INLINE __m512i int8_panel_sum(__m512i sum, requires_arch<avx512vnni>) noexcept {
   return sum;
+}
+// The 16 possible dwords, one vpermd lookup.
+template <class A>
+APLQ_FORCE_INLINE __m512i int8_panel_bits(const std::uint8_t* p, int shift,
+                                          requires_arch<avx512vnni>) noexcept {
+  const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m512i nibble =
+      _mm512_and_si512(_mm512_srl_epi32(bytes, _mm_cvtsi32_si128(shift)), _mm512_set1_epi32(15));
+  const __m512i spread = _mm512_set_epi32( // element n: byte q is bit q of n
+      0x01010101, 0x01010100, 0x01010001, 0x01010000, 0x01000101, 0x01000100, 0x01000001,
+      0x01000000, 0x00010101, 0x00010100, 0x00010001, 0x00010000, 0x00000101, 0x00000100,
+      0x00000001, 0x00000000);
+  return _mm512_permutexvar_epi32(nibble, spread);
 }
 #endif
 

@@ -158,7 +158,10 @@ inline constexpr int int8_panel_bias = 0;
 //   codes are Signed, recentred);
 // - int8_panel_step: sum plus the products of u (through its magnitude m) and x, a broadcast
 //   dword of activations, four per lane, in the arch's partial-sum form;
-// - int8_panel_sum: those partial sums as one i32 dot per lane.
+// - int8_panel_sum: those partial sums as one i32 dot per lane;
+// - int8_panel_bits: lane i the dword whose byte q is bit q of ((p[i] >> shift) & 15), shift 0
+//   or 4, for the R bytes from p (one bit plane of 4 codes of each of R rows, as lut.hpp's tiles
+//   hold them).
 template <class A, int Bias, class Rows>
 void int8_panel_transpose(const Rows& rows, std::uint8_t* out,
                           requires_arch<xsimd::generic>) noexcept;
@@ -168,6 +171,8 @@ template <class A, bool Signed, class B>
 B int8_panel_step(B sum, B u, B m, B x, requires_arch<xsimd::generic>) noexcept;
 template <class A, bool Signed, class B>
 B int8_panel_sum(B sum, requires_arch<xsimd::generic>) noexcept;
+template <class A>
+void int8_panel_bits(const std::uint8_t* p, int shift, requires_arch<xsimd::generic>) noexcept;
 
 } // namespace cpu
 } // namespace aplq
