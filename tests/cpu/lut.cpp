@@ -83,67 +83,48 @@ void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatc
   REQUIRE(wrong_shape.reset(sh.m + 1, sh.k) == status::ok);
   CHECK(cpu::unpack(v, wrong_shape.span()) == status::invalid_shape);
 
-  std::vector<double> expect(static_cast<std::size_t>(batch * sh.m));
-  REQUIRE(ref::gemm(q.view(), x.data(), batch, expect.data()) == status::ok);
-  const auto bound = int8_bound(q.view(), x, batch);
-  const auto rounding = int8_bound(q.view(), x, batch, true);
-  const auto erased = cpu::erase(v);
-  for (auto isa : isas) {
-    const std::string on = dispatch::isa_name(isa);
-    INFO(on);
-    auto y = poisoned(batch * sh.m + guard);
-    REQUIRE(dispatch::gemm(erased, x.data(), batch, y.data(), {1, compute::int8}, isa) ==
-            status::ok);
-    for (index_t i = 0; i < guard; ++i)
-      CHECK(std::isnan(y[static_cast<std::size_t>(batch * sh.m + i)]));
-    y.resize(static_cast<std::size_t>(batch * sh.m));
-    const auto worst = worst_outside(y, expect, bound);
-    INFO("worst output ", worst.first, " exceeds its bound by ", worst.second);
-    CHECK(worst.first == -1);
-
-    // The plain int8 kernels compute the same integer dots: only f32 rounding may differ.
-    std::vector<float> plain(y.size());
-    REQUIRE(dispatch::gemm(dispatch::erase(q.view()), x.data(), batch, plain.data(),
-                           {1, compute::int8}, isa) == status::ok);
-    std::vector<double> plain_d(plain.begin(), plain.end());
-    CHECK(worst_outside(y, plain_d, rounding).first == -1);
-
-    auto y1 = poisoned(sh.m + guard);
-    REQUIRE(dispatch::gemv(erased, x.data(), y1.data(), {1, compute::int8}, isa) == status::ok);
-    CHECK(std::memcmp(y1.data(), y.data(), static_cast<std::size_t>(sh.m) * sizeof(float)) == 0);
-    CHECK(std::isnan(y1[static_cast<std::size_t>(sh.m)]));
-
-    check_thread_counts(y, [&](int threads, float* out) {
-      return dispatch::gemm(erased, x.data(), batch, out, {threads, compute::int8}, isa);
-    });
-  }
-
-  // The panel batch: the same checks but the GEMV's (another path).
+  // The small batch takes the tables (its first row must equal the GEMV's); the panel batch the
+  // int8 panels where the ISA has them.
   const std::vector<float> xp = r.normal(panel_batch * sh.k, 0.2f, 1.0f);
-  std::vector<double> expect_p(static_cast<std::size_t>(panel_batch * sh.m));
-  REQUIRE(ref::gemm(q.view(), xp.data(), panel_batch, expect_p.data()) == status::ok);
-  const auto bound_p = int8_bound(q.view(), xp, panel_batch);
-  const auto rounding_p = int8_bound(q.view(), xp, panel_batch, true);
-  for (auto isa : isas) {
-    const std::string on = std::string(dispatch::isa_name(isa)) + " N=21";
-    INFO(on);
-    auto y = poisoned(panel_batch * sh.m + guard);
-    REQUIRE(dispatch::gemm(erased, xp.data(), panel_batch, y.data(), {1, compute::int8}, isa) ==
-            status::ok);
-    for (index_t i = 0; i < guard; ++i)
-      CHECK(std::isnan(y[static_cast<std::size_t>(panel_batch * sh.m + i)]));
-    y.resize(static_cast<std::size_t>(panel_batch * sh.m));
-    const auto worst = worst_outside(y, expect_p, bound_p);
-    INFO("worst output ", worst.first, " exceeds its bound by ", worst.second);
-    CHECK(worst.first == -1);
-    std::vector<float> plain(y.size());
-    REQUIRE(dispatch::gemm(dispatch::erase(q.view()), xp.data(), panel_batch, plain.data(),
-                           {1, compute::int8}, isa) == status::ok);
-    CHECK(worst_outside(y, std::vector<double>(plain.begin(), plain.end()), rounding_p).first ==
-          -1);
-    check_thread_counts(y, [&](int threads, float* out) {
-      return dispatch::gemm(erased, xp.data(), panel_batch, out, {threads, compute::int8}, isa);
-    });
+  const auto erased = cpu::erase(v);
+  for (const auto& [n, xn] : {std::make_pair(batch, &x), std::make_pair(panel_batch, &xp)}) {
+    std::vector<double> expect(static_cast<std::size_t>(n * sh.m));
+    REQUIRE(ref::gemm(q.view(), xn->data(), n, expect.data()) == status::ok);
+    const auto bound = int8_bound(q.view(), *xn, n);
+    const auto rounding = int8_bound(q.view(), *xn, n, true);
+    for (auto isa : isas) {
+      const std::string on = std::string(dispatch::isa_name(isa)) + " N=" + std::to_string(n);
+      INFO(on);
+      auto y = poisoned(n * sh.m + guard);
+      REQUIRE(dispatch::gemm(erased, xn->data(), n, y.data(), {1, compute::int8}, isa) ==
+              status::ok);
+      for (index_t i = 0; i < guard; ++i)
+        CHECK(std::isnan(y[static_cast<std::size_t>(n * sh.m + i)]));
+      y.resize(static_cast<std::size_t>(n * sh.m));
+      const auto worst = worst_outside(y, expect, bound);
+      INFO("worst output ", worst.first, " exceeds its bound by ", worst.second);
+      CHECK(worst.first == -1);
+
+      // The plain int8 kernels compute the same integer dots: only f32 rounding may differ.
+      std::vector<float> plain(y.size());
+      REQUIRE(dispatch::gemm(dispatch::erase(q.view()), xn->data(), n, plain.data(),
+                             {1, compute::int8}, isa) == status::ok);
+      std::vector<double> plain_d(plain.begin(), plain.end());
+      CHECK(worst_outside(y, plain_d, rounding).first == -1);
+
+      if (n == batch) {
+        auto y1 = poisoned(sh.m + guard);
+        REQUIRE(dispatch::gemv(erased, xn->data(), y1.data(), {1, compute::int8}, isa) ==
+                status::ok);
+        CHECK(std::memcmp(y1.data(), y.data(), static_cast<std::size_t>(sh.m) * sizeof(float)) ==
+              0);
+        CHECK(std::isnan(y1[static_cast<std::size_t>(sh.m)]));
+      }
+
+      check_thread_counts(y, [&](int threads, float* out) {
+        return dispatch::gemm(erased, xn->data(), n, out, {threads, compute::int8}, isa);
+      });
+    }
   }
 }
 
