@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// The thread pool runs every task exactly once for any thread count, reuses its workers (polling
-// or blocked between calls), and serves several calling threads at once.
+// The thread pool runs every task exactly once for any thread count, gives each thread a
+// contiguous share of the tasks, reuses its workers (polling or blocked between calls), and
+// serves several calling threads at once.
 #include "../testing.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <random>
@@ -30,6 +32,51 @@ TEST_CASE("thread_pool: every task runs exactly once") {
       CHECK(not_run_once(pool, threads, tasks) == 0);
     }
   }
+}
+
+TEST_CASE("thread_pool: each thread runs its own share in order, then what is left of the "
+          "others'") {
+  thread_pool pool(1);
+  const std::thread::id caller = std::this_thread::get_id();
+  std::vector<aplq::index_t> mine, helper; // tasks in the order each thread ran them
+  std::atomic<int> helped{0};
+  bool waited = false;
+  // The caller's first task holds it until the helper has run its whole share (32..63) and 8 of
+  // the caller's, so both threads' orders are fixed up to there.
+  auto fn = [&](aplq::index_t t) {
+    if (std::this_thread::get_id() != caller) {
+      helper.push_back(t);
+      helped.fetch_add(1, std::memory_order_release);
+      return;
+    }
+    if (mine.empty()) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      while (helped.load(std::memory_order_acquire) < 40 &&
+             std::chrono::steady_clock::now() < until)
+        std::this_thread::yield();
+      waited = helped.load(std::memory_order_acquire) >= 40;
+    }
+    mine.push_back(t);
+  };
+  pool.run(2, 64, fn);
+  REQUIRE(waited);
+  REQUIRE(helper.size() >= 40);
+  std::vector<aplq::index_t> expected;
+  for (aplq::index_t t = 32; t < 64; ++t)
+    expected.push_back(t);
+  for (aplq::index_t t = 1; t <= 8; ++t)
+    expected.push_back(t);
+  CHECK(std::vector<aplq::index_t>(helper.begin(), helper.begin() + 40) == expected);
+  CHECK(mine.front() == 0);
+  // After that both claim from the caller's share, each in increasing order, every task once.
+  CHECK(std::is_sorted(mine.begin(), mine.end()));
+  CHECK(std::is_sorted(helper.begin() + 32, helper.end()));
+  std::vector<aplq::index_t> all = mine;
+  all.insert(all.end(), helper.begin(), helper.end());
+  std::sort(all.begin(), all.end());
+  CHECK(all.size() == 64);
+  for (std::size_t i = 0; i < all.size(); ++i)
+    CHECK(all[i] == static_cast<aplq::index_t>(i));
 }
 
 // Whether a run of `threads` threads had two tasks inside fn at once (each task waits up to 20 ms
