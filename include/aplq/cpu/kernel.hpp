@@ -418,14 +418,16 @@ inline void tile_int8(const weights<Scale>& w, index_t r, const activations& act
   } else {
     // Larger groups: a group's sum over its chunks of dx * (integer dot) meets the group's scale
     // a once, when the group ends (c enters through offset_term).
-    const auto start_group = [&](index_t g, float(&a)[RT], fb(&gacc)[RT][NX]) {
+    float a[RT];
+    fb gacc[RT][NX];
+    const auto start_group = [&](index_t g) {
       for (int i = 0; i < RT; ++i) {
         a[i] = F::affine_a(load_scale<VA>(w.scales[(r + i) * w.groups + g], VA{}));
         for (int k = 0; k < NX; ++k)
           gacc[i][k] = fb(0.0f);
       }
     };
-    const auto add_chunk = [&](fb(&gacc)[RT][NX], index_t ch, auto load) {
+    const auto add_chunk = [&](index_t ch, auto load) {
       fb d[NX];
       for (int k = 0; k < NX; ++k)
         d[k] = fb(dx[k * act.chunks + ch]);
@@ -438,13 +440,11 @@ inline void tile_int8(const weights<Scale>& w, index_t r, const activations& act
         }
       }
     };
-    const auto end_group = [&](const float(&a)[RT], const fb(&gacc)[RT][NX]) {
+    const auto end_group = [&] {
       for (int i = 0; i < RT; ++i)
         for (int k = 0; k < NX; ++k)
           acc[i][k] = xsimd::fma(fb(a[i]), gacc[i][k], acc[i][k]);
     };
-    float a[RT];
-    fb gacc[RT][NX];
     if constexpr (one_pass) {
       // GEMV of 1- and 4-bit codes: one pass over the row's chunks, as for group 32. A loop per
       // group (below) ends every two stripes of 4-bit codes, which stalled the stream out of
@@ -459,24 +459,24 @@ inline void tile_int8(const weights<Scale>& w, index_t r, const activations& act
       // 28-30 us) without a steady gain out of cache (2 threads: 2-bit 4-8% slower, 8-bit between
       // 7% faster and the same in three pairs of runs).
       index_t g = 0, group_end = std::min(w.chunks_per_group, w.chunks);
-      start_group(g, a, gacc);
+      start_group(g);
       for_each_chunk<F, A>(w, 0, w.chunks, tail, [&](index_t ch, auto load) {
-        add_chunk(gacc, ch, load);
+        add_chunk(ch, load);
         if (ch + 1 == group_end && group_end < w.chunks) {
-          end_group(a, gacc);
+          end_group();
           group_end = std::min(group_end + w.chunks_per_group, w.chunks);
-          start_group(++g, a, gacc);
+          start_group(++g);
         }
       });
-      end_group(a, gacc);
+      end_group();
     } else {
       // The rest: a loop per group.
       for (index_t g = 0; g < w.groups; ++g) {
-        start_group(g, a, gacc);
+        start_group(g);
         const index_t end = std::min((g + 1) * w.chunks_per_group, w.chunks);
         for_each_chunk<F, A>(w, g * w.chunks_per_group, end, tail,
-                             [&](index_t ch, auto load) { add_chunk(gacc, ch, load); });
-        end_group(a, gacc);
+                             [&](index_t ch, auto load) { add_chunk(ch, load); });
+        end_group();
       }
     }
   }
