@@ -2,8 +2,9 @@
 // The GPU-tuned layout (aplq/cuda/tiled.hpp), on the host: for every format, packing from the
 // sequential and the striped layout gives identical bytes; every code, scale and zero point reads
 // back; the layout maps the padded matrix onto its bytes one to one, with padding zero; the
-// kernels' ways of reading it (a lane's 16-byte unit as four little-endian words, and the GEMM's
-// 16 codes from one start byte) give the packed codes; bad views and sources are rejected.
+// kernel's way of reading it (a lane's 16-byte unit as four little-endian words of pairs, in the
+// PTX ISA's fragment order of the mma's A operand) gives the packed codes; bad views and sources
+// are rejected.
 #include "testing.hpp"
 
 #include <aplq/cuda/tiled.hpp>
@@ -74,7 +75,7 @@ void check_format(const shape& sh, std::uint64_t salt) {
   index_t overlaps = 0, nonzero_padding = 0;
   for (index_t i = 0; i < padded_rows; ++i)
     for (index_t j = 0; j < padded_cols; ++j) {
-      const auto mask = static_cast<std::uint8_t>(F::code_max << v.shift_of(j));
+      const auto mask = static_cast<std::uint8_t>(F::code_max << v.shift_of(i, j));
       std::uint8_t& c = covered[static_cast<std::size_t>(v.byte_of(i, j))];
       overlaps += (c & mask) != 0;
       c |= mask;
@@ -91,35 +92,37 @@ void check_format(const shape& sh, std::uint64_t salt) {
       nonzero_padding += to_float(t.scale(i, g)) != 0.0f || to_float(t.zero(i, g)) != 0.0f;
   CHECK(nonzero_padding == 0);
 
-  // What the kernels read. gemv_tiled: lane i loads unit u of row 32 * tile + i as four
-  // little-endian words, code c of the unit at bits (c % (32 / Bits)) * Bits of word
-  // c / (32 / Bits). gemm_tiles: codes j0 .. j0 + 15 (j0 a multiple of 16) are the 2 * Bits
-  // bytes from byte_of(r, j0) on, per_byte codes a byte.
-  constexpr int per_word = 32 / F::bits;
-  index_t wrong_unit = 0, wrong_run = 0;
-  for (index_t i = 0; i < sh.m; ++i)
-    for (index_t u = 0; u < v.units(); ++u) {
-      const index_t tile = i / cuda::tile_rows, lane = i % cuda::tile_rows;
-      const std::uint8_t* at =
-          v.codes + ((tile * v.units() + u) * cuda::tile_rows + lane) * cuda::unit_bytes;
-      std::uint32_t words[4];
-      std::memcpy(words, at, sizeof words);
-      for (index_t c = 0; c < v.unit_codes && u * v.unit_codes + c < sh.k; ++c) {
-        const unsigned code = (words[c / per_word] >> (c % per_word * F::bits)) & F::code_max;
-        wrong_unit += code != t.code(i, u * v.unit_codes + c);
+  // What the kernel reads: lane 4 g + t of a warp loads unit u of a tile as four little-endian
+  // words. Pair p = (2 kb + mt) * 4 + r is pair s = p % (16 / Bits) of word p / (16 / Bits), its
+  // codes at bits Bits * s and 16 + Bits * s; by the PTX ISA's fragment layout of
+  // mma.m16n8k16's A operand, register r of the 16 x 16 block (mt, kb) holds row g + 8 (r % 2),
+  // columns 2 t + 8 (r / 2) and the next one.
+  constexpr int pairs_per_word = 16 / F::bits;
+  index_t wrong_pairs = 0;
+  for (index_t tile = 0; tile < v.tiles(); ++tile)
+    for (index_t u = 0; u < v.units(); ++u)
+      for (int lane = 0; lane < 32; ++lane) {
+        const std::uint8_t* at =
+            v.codes + ((tile * v.units() + u) * cuda::tile_rows + lane) * cuda::unit_bytes;
+        std::uint32_t words[4];
+        std::memcpy(words, at, sizeof words);
+        const int g = lane / 4, tl = lane % 4;
+        for (int kb = 0; kb < v.unit_codes / 16; ++kb)
+          for (int mt = 0; mt < 2; ++mt)
+            for (int reg = 0; reg < 4; ++reg) {
+              const int p = (2 * kb + mt) * 4 + reg;
+              const std::uint32_t word = words[p / pairs_per_word];
+              const int s = p % pairs_per_word;
+              const index_t row = tile * cuda::tile_rows + 16 * mt + g + 8 * (reg % 2);
+              const index_t col = u * v.unit_codes + 16 * kb + 2 * tl + 8 * (reg / 2);
+              const unsigned lo = (word >> (F::bits * s)) & F::code_max;
+              const unsigned hi = (word >> (16 + F::bits * s)) & F::code_max;
+              const bool inside = row < sh.m;
+              wrong_pairs += lo != (inside && col < sh.k ? t.code(row, col) : 0u);
+              wrong_pairs += hi != (inside && col + 1 < sh.k ? t.code(row, col + 1) : 0u);
+            }
       }
-    }
-  for (index_t i = 0; i < sh.m; ++i)
-    for (index_t j0 = 0; j0 < sh.k; j0 += 16) {
-      const std::uint8_t* b = v.codes + v.byte_of(i, j0);
-      for (index_t j = j0; j < j0 + 16 && j < sh.k; ++j) {
-        const unsigned code =
-            (b[(j - j0) / F::per_byte] >> ((j - j0) % F::per_byte * F::bits)) & F::code_max;
-        wrong_run += code != t.code(i, j);
-      }
-    }
-  CHECK(wrong_unit == 0);
-  CHECK(wrong_run == 0);
+  CHECK(wrong_pairs == 0);
 }
 
 } // namespace
@@ -150,10 +153,17 @@ TEST_CASE("tiled: sizes of the layout") {
   CHECK(v.groups() == 1);
   CHECK(v.code_bytes() == 2 * 4 * 32 * 16);
   CHECK(v.scale_count() == 2 * 1 * 32);
-  // Row 33 (tile 1, lane 1), column 70 (unit 2, code 6: byte 3, high nibble).
-  CHECK(v.byte_of(33, 70) == ((1 * 4 + 2) * 32 + 1) * 16 + 3);
-  CHECK(v.shift_of(70) == 0);
-  CHECK(v.shift_of(71) == 4);
+  // Row 33 (tile 1, row 1: g = 1), column 70 (unit 2, column 6: t = 3): lane 7, pair 0, bit 0.
+  CHECK(v.byte_of(33, 70) == ((1 * 4 + 2) * 32 + 7) * 16 + 0);
+  CHECK(v.shift_of(33, 70) == 0);
+  CHECK(v.byte_of(33, 71) == ((1 * 4 + 2) * 32 + 7) * 16 + 2); // bit 16
+  CHECK(v.shift_of(33, 71) == 0);
+  // Row 41 (g = 1, second 8 rows), column 78 (second 8 columns): pair 3, word 0, bit 12.
+  CHECK(v.byte_of(41, 78) == ((1 * 4 + 2) * 32 + 7) * 16 + 1);
+  CHECK(v.shift_of(41, 78) == 4);
+  // Row 49 (second 16-row block), column 70: pair 4, word 1, bit 32.
+  CHECK(v.byte_of(49, 70) == ((1 * 4 + 2) * 32 + 7) * 16 + 4);
+  CHECK(v.shift_of(49, 70) == 0);
   CHECK(cuda::tiled_view<format<1, 32>>::unit_codes == 128);
   CHECK(cuda::tiled_view<format<8, 32>>::unit_codes == 16);
 }

@@ -5,9 +5,9 @@
 // - the sequential layout through the GEMM kernel (9 and 40 activation rows: one partial block
 //   column, and two), codes starting on and off 16-byte boundaries, typed and run-time entry;
 // - the tiled layout, packed on the host from the sequential matrix, through gemm for 1, 2, 3, 5,
-//   8, 9 and 16 rows (the tiled GEMV kernel, a launch per 4 rows or per row), 17 and 40
-//   rows (the GEMM kernel), and gemv for 3; and activations one element off their alignment
-//   (the kernel's scalar loads).
+//   8, 9, 16, 17 and 40 rows (the tensor-core kernel with 1 and 2 n-tiles, and several
+//   launches: 5 f32 or 16 f16/bf16 rows a launch), and gemv for 3; and activations one element
+//   off their alignment (copied to an aligned buffer first).
 // f32 activations, and f16 and bf16 ones for group 128. y is poisoned with NaN before each
 // launch; every output must be written and within its kernel's f32 summation bound, and nothing
 // past the outputs may change. Bad arguments give statuses. A batch larger than one launch's
@@ -121,17 +121,15 @@ void check_format(const shape& sh, std::uint64_t salt, cudaStream_t stream) {
                  });
   }
   INFO("cuda/gemv/tiled/", what, " N=3");
-  check_launch(c, 3, cuda_check::kernel::gemv_tiled, d_y, stream,
-               [&](float* y, cudaError_t* error) {
-                 return aplq::cuda::gemv(tv, d_x.get<X>(), 3, y, stream, error);
-               });
-  // Activations one element off their alignment: the kernel's scalar loads, a row at a time.
+  check_launch(c, 3, cuda_check::kernel::tiled, d_y, stream, [&](float* y, cudaError_t* error) {
+    return aplq::cuda::gemv(tv, d_x.get<X>(), 3, y, stream, error);
+  });
+  // Activations one element off their alignment: the launcher copies them to an aligned buffer.
   const device_array d_x_off(cuda_check::stored_as<X>(c.x), sizeof(X));
   INFO("cuda/gemm/tiled/", what, " N=3, activations off alignment");
-  check_launch(c, 3, cuda_check::kernel::gemv_tiled, d_y, stream,
-               [&](float* y, cudaError_t* error) {
-                 return aplq::cuda::gemm(tv, d_x_off.get<X>(), 3, y, stream, error);
-               });
+  check_launch(c, 3, cuda_check::kernel::tiled, d_y, stream, [&](float* y, cudaError_t* error) {
+    return aplq::cuda::gemm(tv, d_x_off.get<X>(), 3, y, stream, error);
+  });
 }
 
 // Every format of `bits` on every shape.

@@ -30,21 +30,24 @@ inline std::vector<float> normal(std::mt19937_64& gen, index_t n, float mean) {
 // The forward error bound of a kernel's f32 summation for output (i, r) is
 //   depth * 2^-24 * sum_j |w_j x_ij| (first order); each kernel has its depth. The ones that
 //   form w first start with 2 for w = a * (u - c) (two roundings).
-enum class kernel { gemv_sequential, gemv_tiled, gemm };
+enum class kernel { gemv_sequential, tiled, gemm };
 
 // gemv_sequential (gemv.cuh):
 //   + 16 * per_byte           the FMAs of one 16-byte chunk's partial sum
 //   + ceil(chunks / 32) + 2   a lane's partial sums (its chunks, one head and one tail byte)
 //   + 5                       the warp reduction.
-// gemv_tiled (gemm.cuh), units of U codes cut into segments of S = min(U, group) codes; it never
-// forms w (the scale joins in the middle sum's FMA), so instead of the 2:
-//     1                       u - c (exact, or one rounding with a zero point)
-//   + S                       the FMAs of one segment's partial sum
-//   + 16 * U / S              the middle sum: one FMA (a * partial + middle) a segment, at most
-//                             16 units
-//   + ceil(units / 128) + 1   the warp's total (a fold per 16 units and the last, over runs of
-//                             ceil(units / 16) units: fewer than this counts)
-//   + 15                      the fixed-order sum of the block's 16 warps.
+// tiled (tiled_gemm.cuh, the tensor cores): products are exact (16-bit codes u - c or u, 16-bit
+// activations or exact bf16 parts of f32 ones); a segment of S = min(group, 128) columns is a
+// chain of S / 16 mma steps. One step adds 16 products to its f32 input aligned to the largest
+// term and truncated (Ampere, Hopper), then truncates the sum: at most 17 + 1 units of 2^-23 of
+// the terms' magnitude, so 36 * S / 16 in units of 2^-24
+//   + 2                       z * sum(x) off the sums (zero points) and the scale's FMA
+//   + segments + 2            the warp's total: a segment at a time (a warp's run of units may
+//                             start and end inside one), over runs of ceil(units / 8) units
+//   + 16                      the fixed-order sum of the block's warps (at most 16)
+//   + 2                       the three parts of an f32 activation.
+//   Zero-point formats subtract z * sum(x) from sum(u x): their bound's magnitude is
+//   sum_j |a| (|u| + |z|) |x| (magnitude_split below) instead of sum_j |w x|.
 // gemm_tiles (gemm.cuh), 32-column steps:
 //   + 32                      the FMAs of one step's partial sum
 //   + 32                      the middle sum (at most 32 steps)
@@ -56,12 +59,12 @@ double summation_depth(kernel which, index_t cols) {
     const double chunks = static_cast<double>(F::row_bytes(cols) / 16 + 1);
     return 2.0 + 16.0 * F::per_byte + std::ceil(chunks / 32.0) + 2.0 + 5.0;
   }
-  case kernel::gemv_tiled: {
+  case kernel::tiled: {
     const index_t unit = cuda::tiled_view<F>::unit_codes;
-    const index_t seg = (F::group == whole_row || F::group >= unit) ? unit : F::group;
-    const double units = static_cast<double>((cols + unit - 1) / unit);
-    return 1.0 + static_cast<double>(seg) + 16.0 * static_cast<double>(unit / seg) +
-           std::ceil(units / 128.0) + 1.0 + 15.0;
+    const index_t seg = cuda::detail::mma_segment<F>;
+    const index_t units = (cols + unit - 1) / unit;
+    const double segments = std::ceil(static_cast<double>((units + 7) / 8 * unit) / seg);
+    return 36.0 * static_cast<double>(seg / 16) + 2.0 + segments + 2.0 + 16.0 + 2.0;
   }
   case kernel::gemm: {
     const double steps = static_cast<double>((cols + 31) / 32);
@@ -74,18 +77,20 @@ double summation_depth(kernel which, index_t cols) {
 // The kernel a launch of cuda::gemm with n activation rows runs.
 inline kernel gemm_kernel(index_t n, bool tiled) {
   if (tiled)
-    return n > cuda::tiled_gemv_max_n ? kernel::gemm : kernel::gemv_tiled;
+    return kernel::tiled;
   return n > cuda::gemv_max_n ? kernel::gemm : kernel::gemv_sequential;
 }
 
 // One case: W [m, k] quantized to F, x [max_n][k]; expect and magnitude (sum_j |w_j x_ij|)
-// [max_n][m] (a batch of n uses the first n rows).
+// [max_n][m] (a batch of n uses the first n rows); for zero-point formats also magnitude_split
+// (sum_j |a_j| (|u_j| + |z_j|) |x_ij|, the tiled kernel's).
 template <class F>
 struct gemv_case {
   qmatrix<F> q;
   std::vector<float> x;
   std::vector<double> expect;
   std::vector<double> magnitude;
+  std::vector<double> magnitude_split;
   index_t max_n = 0;
 };
 
@@ -126,15 +131,29 @@ status make_case(index_t m, index_t k, std::mt19937_64& gen, gemv_case<F>& c,
   if (status s = ref::gemm(host, c.x.data(), max_n, c.expect.data()); s != status::ok)
     return s;
   c.magnitude.assign(c.expect.size(), 0.0);
-  std::vector<double> wd(static_cast<std::size_t>(k));
+  c.magnitude_split.assign(F::zero_point ? c.expect.size() : 0, 0.0);
+  std::vector<double> wd(static_cast<std::size_t>(k)), split(F::zero_point ? wd.size() : 0);
   for (index_t r = 0; r < m; ++r) {
-    for (index_t j = 0; j < k; ++j)
+    for (index_t j = 0; j < k; ++j) {
       wd[j] = std::fabs(ref::weight(host, r, j));
+      if constexpr (F::zero_point) {
+        const index_t g = r * host.groups() + j / F::group_size(k);
+        split[j] = std::fabs(static_cast<double>(to_float(host.scales[g]))) *
+                   (ref::get_code<F>(host.row(r), j) +
+                    std::fabs(static_cast<double>(to_float(host.zeros[g]))));
+      }
+    }
     for (index_t i = 0; i < max_n; ++i) {
-      double mag = 0.0;
-      for (index_t j = 0; j < k; ++j)
-        mag += wd[j] * std::fabs(static_cast<double>(c.x[i * k + j]));
+      double mag = 0.0, mag_split = 0.0;
+      for (index_t j = 0; j < k; ++j) {
+        const double xv = std::fabs(static_cast<double>(c.x[i * k + j]));
+        mag += wd[j] * xv;
+        if constexpr (F::zero_point)
+          mag_split += split[j] * xv;
+      }
       c.magnitude[i * m + r] = mag;
+      if constexpr (F::zero_point)
+        c.magnitude_split[i * m + r] = mag_split;
     }
   }
   return status::ok;
@@ -159,13 +178,15 @@ template <class F>
 outcome compare(const gemv_case<F>& c, index_t n, const std::vector<float>& y, kernel which) {
   outcome o;
   const double scale = summation_depth<F>(which, c.q.cols()) * std::ldexp(1.0, -24) * 1.01;
+  const std::vector<double>& magnitude =
+      F::zero_point && which == kernel::tiled ? c.magnitude_split : c.magnitude;
   o.outputs = static_cast<std::size_t>(n * c.q.rows());
   double num = 0.0, den = 0.0;
   for (std::size_t i = 0; i < o.outputs; ++i) {
     const double err = std::fabs(static_cast<double>(y[i]) - c.expect[i]);
     num += err * err;
     den += c.expect[i] * c.expect[i];
-    const double bound = scale * c.magnitude[i] + 1e-30;
+    const double bound = scale * magnitude[i] + 1e-30;
     if (!(err <= bound)) {
       ++o.out_of_bound;
       if (o.worst < 0 || !(err - bound <= o.worst_excess)) {

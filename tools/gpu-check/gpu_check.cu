@@ -240,8 +240,8 @@ struct correctness {
 // Checks one format on one shape: the sequential layout through gemv (batches 1, 3, 8; codes on
 // and off 16-byte boundaries) and gemm (batches 9 and 40: the GEMM kernel), both through the
 // run-time-format launchers (one set of kernel instantiations); the tiled layout, packed on the
-// host, through the typed gemm (batches 1, 2, 3, 5, 8, 9, 16: the tiled GEMV kernel; 17 and 40:
-// the GEMM kernel).
+// host, through the typed gemm (batches 1, 2, 3, 5, 8, 9, 16, 17, 40: the tensor-core kernel with
+// 1 and 2 n-tiles, and several launches).
 template <class F>
 void check_format(const shape& sh, std::uint64_t salt, correctness& result) {
   using scale_type = typename F::scale_type;
@@ -480,8 +480,8 @@ __global__ void fill_activations(X* p, std::size_t n) {
 }
 
 // Times aplq::cuda::gemm on one shape for every timed batch: W in the sequential layout (the
-// sequential GEMV kernel up to 8 rows, the GEMM kernel above) or in the tiled one (the tiled GEMV
-// kernel, then the GEMM kernel); activations of type X (float or aplq::half).
+// sequential GEMV kernel up to 8 rows, the GEMM kernel above) or in the tiled one (the tensor-core
+// kernel, a launch per 5 f32 or 16 f16 rows); activations of type X (float or aplq::half).
 template <class F, bool Tiled, class X = float>
 void time_format(const shape& sh, const device_info& dev, bool quick, std::vector<timing>& out) {
   using scale_type = typename F::scale_type;

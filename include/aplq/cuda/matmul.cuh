@@ -6,3 +6,4 @@
 #include "gemm.cuh"
 #include "gemv.cuh"
 #include "tiled.hpp"
+#include "tiled_gemm.cuh"

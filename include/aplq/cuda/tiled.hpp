@@ -1,20 +1,24 @@
 // SPDX-License-Identifier: Apache-2.0
 // The GPU-tuned layout ("tiled") and its exact repack. Plain C++ with host+device index math, so
-// the repack runs and is tested on any machine; the kernels that read it are in gemm.cuh.
+// the repack runs and is tested on any machine; the kernel that reads it is in gemm.cuh.
 //
-// A row of K codes is cut into 16-byte units of U = 128 / Bits codes (1 bit: 128, 2: 64, 4: 32,
-// 8: 16), and rows are grouped into tiles of 32. The 32 rows' units u sit next to each other:
+// Rows are grouped into tiles of 32 and a row of K codes is cut into units of U = 128 / Bits
+// codes (1 bit: 128, 2: 64, 4: 32, 8: 16). A unit of a tile, 32 rows x U codes, is 512 bytes:
+// 16 bytes for each lane of a warp, in the order the tensor cores' mma.m16n8k16 takes its A
+// operand (rows x columns) in registers:
 //
-//   codes  [tile][unit][row 0..31][16 bytes]
-//          code t of a unit (0 <= t < U) sits at bits [(t % per_byte) * Bits, +Bits) of byte
-//          t / per_byte: inside a unit the order is the sequential layout's.
+//   codes  [tile][unit][lane 0..31][16 bytes]
 //   scales [tile][group][row 0..31] and zeros [tile][group][row 0..31], in the format's type.
 //
-// So when lane i of a warp reads unit u of row 32 * tile + i, the warp reads 512 consecutive
-// bytes (one coalesced 16-byte load per lane), and its 32 scales of a group are 32 consecutive
-// values. Rows past the end of the matrix are zero codes with zero scales and zero points;
-// codes past the end of a row are zero. The repack is exact: code(), scale() and zero() read
-// back what pack() was given.
+// The unit's rows form two 16-row tiles mt (rows 16 mt ..) and its codes U / 16 blocks kb of 16
+// columns. Lane 4 g + t holds, for each (kb, mt), four pairs r = 0..3: the codes of row
+// 16 mt + g + 8 (r % 2), columns 16 kb + 2 t + 8 (r / 2) and the one after it. Pair
+// p = (2 kb + mt) * 4 + r is pair s = p % (16 / Bits) of the lane's 32-bit word p / (16 / Bits):
+// its first code at bit Bits * s, its second at bit 16 + Bits * s. So one shift and mask of a word
+// put a pair in the two halves of a register, and a warp's 16-byte loads of a unit are 512
+// consecutive bytes. Rows past the end of the matrix are zero codes with zero scales and zero
+// points; codes past the end of a row are zero. The repack is exact: code(), scale() and zero()
+// read back what pack() was given.
 #pragma once
 
 #include <cstdint>
@@ -63,11 +67,22 @@ struct tiled_view {
 
   // Where code (r, j) lives: the byte's index in `codes` and the shift within it.
   APLQ_HOST_DEVICE constexpr index_t byte_of(index_t r, index_t j) const noexcept {
-    return ((r / tile_rows * units() + j / unit_codes) * tile_rows + r % tile_rows) * unit_bytes +
-           j % unit_codes / F::per_byte;
+    const index_t lane_bytes =
+        (r / tile_rows * units() + j / unit_codes) * tile_rows + lane_of(r, j);
+    return lane_bytes * unit_bytes + bit_of(r, j) / 8;
   }
-  APLQ_HOST_DEVICE static constexpr int shift_of(index_t j) noexcept {
-    return static_cast<int>(j % F::per_byte) * F::bits;
+  APLQ_HOST_DEVICE static constexpr int shift_of(index_t r, index_t j) noexcept {
+    return static_cast<int>(bit_of(r, j) % 8);
+  }
+  // The lane of a warp that holds code (r, j) of its unit, and the code's bit among the lane's 128.
+  APLQ_HOST_DEVICE static constexpr index_t lane_of(index_t r, index_t j) noexcept {
+    return 4 * (r % 8) + j % 8 / 2;
+  }
+  APLQ_HOST_DEVICE static constexpr index_t bit_of(index_t r, index_t j) noexcept {
+    const index_t row = r % tile_rows, col = j % unit_codes;
+    const index_t pair = ((col / 16 * 2 + row / 16) * 4 + row % 16 / 8 + col % 16 / 8 * 2);
+    constexpr index_t pairs_per_word = 16 / F::bits;
+    return pair / pairs_per_word * 32 + pair % pairs_per_word * F::bits + col % 2 * 16;
   }
   // Index of the scale (and zero point) of row r, group g.
   APLQ_HOST_DEVICE constexpr index_t scale_index(index_t r, index_t g) const noexcept {
@@ -118,7 +133,7 @@ public:
       const std::uint8_t* row = w.row(r);
       for (index_t j = 0; j < w.cols; ++j)
         codes_[static_cast<std::size_t>(shape.byte_of(r, j))] |=
-            static_cast<std::uint8_t>(ref::get_code<G>(row, j) << shape.shift_of(j));
+            static_cast<std::uint8_t>(ref::get_code<G>(row, j) << shape.shift_of(r, j));
       for (index_t g = 0; g < groups; ++g) {
         const auto at = static_cast<std::size_t>(shape.scale_index(r, g));
         scales_[at] = w.scales[r * groups + g];
@@ -132,7 +147,7 @@ public:
   // What was packed: code (r, j), scale and zero point of (r, g).
   unsigned code(index_t r, index_t j) const noexcept {
     const tiled_view<F> v = view();
-    return (codes_[static_cast<std::size_t>(v.byte_of(r, j))] >> v.shift_of(j)) & F::code_max;
+    return (codes_[static_cast<std::size_t>(v.byte_of(r, j))] >> v.shift_of(r, j)) & F::code_max;
   }
   scale_type scale(index_t r, index_t g) const noexcept {
     return scales_[static_cast<std::size_t>(view().scale_index(r, g))];
