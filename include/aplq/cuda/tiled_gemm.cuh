@@ -207,36 +207,36 @@ __global__ void __launch_bounds__(mma_warps<NT>* warp_size, mma_min_blocks<NT>)
   const scale_type* scales = w.scales + tile * groups * tile_rows + g;
   const scale_type* zeros = F::zero_point ? w.zeros + tile * groups * tile_rows + g : nullptr;
   // This lane's B column of n-tile nt, 8 nt + g, from its pair of column 2 t: a row of xs, or
-  // none past the batch (zeros).
+  // none past the batch (zeros: row 0 read and masked off, so that loads need no branch).
   const unsigned* column[NT];
-  bool valid[NT];
+  unsigned keep[NT];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
-    valid[nt] = 8 * nt + g < parts * n;
-    column[nt] = reinterpret_cast<const unsigned*>(xs + (valid[nt] ? 8 * nt + g : 0) * ld) + t;
+    const bool valid = 8 * nt + g < parts * n;
+    keep[nt] = valid ? ~0u : 0u;
+    column[nt] = reinterpret_cast<const unsigned*>(xs + (valid ? 8 * nt + g : 0) * ld) + t;
   }
   unsigned xring[D][NT][2]; // the B operands of the next D column blocks
-  // The B operands of the 16 columns from k0: pairs k0 + 2 t and k0 + 2 t + 8 of each column.
-  // Guard: pairs past the row's end read as zeros.
-  auto fetch_x = [&](int k0, unsigned(&b)[NT][2], auto guard) {
-    constexpr bool Guard = decltype(guard)::value;
+  // The B operands of the 16 columns from k0 (pairs k0 + 2 t and k0 + 2 t + 8 of each column),
+  // pairs past the row's end as zeros.
+  auto fetch_x_guarded = [&](int k0, unsigned(&b)[NT][2]) {
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         b[nt][h] = 0u;
-        if (valid[nt] && (!Guard || k0 + 2 * t + 8 * h < cols))
-          b[nt][h] = __ldg(column[nt] + (k0 + 8 * h) / 2);
+        if (k0 + 2 * t + 8 * h < cols)
+          b[nt][h] = __ldg(column[nt] + (k0 + 8 * h) / 2) & keep[nt];
       }
   };
 
   float acc[2][NT][4] = {}; // the open segment's sums
   float zsum[NT][4] = {};   // zero-point formats: its sums of the activations
   float total[2][NT][4] = {};
-  // The open segment's scales (and zero points) for rows g + 8 q, and the next segment's.
+  // The open segment's scales (and zero points) for rows g + 8 q, the next segment's, and where
+  // the next segment starts.
   scale_type a_now[4] = {}, z_now[4] = {}, a_next[4] = {}, z_next[4] = {};
-  int next_start = 0; // first column of the next segment
-  bool open = false;
+  int next_start = 0;
 
   auto load_scales = [&](int k, scale_type(&a)[4], scale_type(&z)[4]) {
     int grp = 0;
@@ -249,6 +249,7 @@ __global__ void __launch_bounds__(mma_warps<NT>* warp_size, mma_min_blocks<NT>)
         z[q] = load_raw(zeros + grp * tile_rows + 8 * q);
     }
   };
+  // Folds the open segment into the totals and opens the next one.
   auto close_segment = [&] {
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt)
@@ -270,37 +271,45 @@ __global__ void __launch_bounds__(mma_warps<NT>* warp_size, mma_min_blocks<NT>)
 #pragma unroll
       for (int e = 0; e < 4; ++e)
         zsum[nt][e] = 0.0f;
-    open = false;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      a_now[q] = a_next[q];
+      z_now[q] = z_next[q];
+    }
+    next_start += static_cast<int>(seg);
+    load_scales(next_start, a_next, z_next);
   };
 
-  // Unit u (codes v); `first` is the index of its first column block among this warp's, modulo D.
+  // Unit u (codes v); `first` is the index of its first column block among this warp's, modulo
+  // D. Segments end inside units at fixed blocks (seg <= U: units hold whole segments) or at the
+  // ends of some units (seg > U).
   auto add_unit = [&](const uint4& v, int u, auto first) {
     const unsigned words[4] = {v.x, v.y, v.z, v.w};
-    // Whether every activation this unit prefetches lies inside the row (one test a unit).
-    const bool inside = (u + 1) * static_cast<int>(U) + 16 * D <= cols;
+    // Whether every activation this unit prefetches lies inside the row (one test a unit), and
+    // where they start: pair (u U + 16 D) / 2 of each column.
+    const int k_ahead = u * static_cast<int>(U) + 16 * D;
+    const bool inside = k_ahead + static_cast<int>(U) <= cols;
+    const unsigned* ahead[NT];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+      ahead[nt] = column[nt] + k_ahead / 2;
 #pragma unroll
     for (int kb = 0; kb < KB; ++kb) {
-      const int k0 = u * static_cast<int>(U) + 16 * kb;
-      if (!open) { // a segment starts: its scales arrived with the last one's
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          a_now[q] = a_next[q];
-          z_now[q] = z_next[q];
-        }
-        next_start = (k0 / static_cast<int>(seg) + 1) * static_cast<int>(seg);
-        load_scales(next_start, a_next, z_next);
-        open = true;
-      }
       constexpr int slot0 = decltype(first)::value;
       unsigned(&ring)[NT][2] = xring[(slot0 + kb) % D];
       unsigned b[NT][2];
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt)
         b[nt][0] = ring[nt][0], b[nt][1] = ring[nt][1];
-      if (inside)
-        fetch_x(k0 + 16 * D, ring, std::false_type{});
-      else
-        fetch_x(k0 + 16 * D, ring, std::true_type{});
+      if (inside) {
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+            ring[nt][h] = __ldg(ahead[nt] + 8 * kb + 4 * h) & keep[nt];
+      } else {
+        fetch_x_guarded(k_ahead + 16 * kb, ring);
+      }
 #pragma unroll
       for (int mt = 0; mt < 2; ++mt) {
         unsigned a[4];
@@ -320,15 +329,22 @@ __global__ void __launch_bounds__(mma_warps<NT>* warp_size, mma_min_blocks<NT>)
         for (int nt = 0; nt < NT; ++nt)
           mma_16816<T>(zsum[nt], ones, b[nt]);
       }
-      if (k0 + 16 == next_start)
+      if constexpr (seg <= U) {
+        if ((kb + 1) % (seg / 16) == 0) // known once the loop is unrolled
+          close_segment();
+      } else if (kb == KB - 1 && (u + 1) * static_cast<int>(U) % static_cast<int>(seg) == 0) {
         close_segment();
+      }
     }
   };
 
-  // The first segment's scales, as if a segment had just closed before it; the first units and
-  // column blocks in flight.
-  if (begin < end)
-    load_scales(begin * static_cast<int>(U), a_next, z_next);
+  // The first segment's scales and the next one's; the first units and column blocks in flight.
+  if (begin < end) {
+    const int k = begin * static_cast<int>(U);
+    next_start = k / static_cast<int>(seg) * static_cast<int>(seg) + static_cast<int>(seg);
+    load_scales(k, a_now, z_now);
+    load_scales(next_start, a_next, z_next);
+  }
   uint4 ring[P];
 #pragma unroll
   for (int p = 0; p < P; ++p)
@@ -336,7 +352,7 @@ __global__ void __launch_bounds__(mma_warps<NT>* warp_size, mma_min_blocks<NT>)
       ring[p] = __ldg(codes + static_cast<index_t>(begin + p) * tile_rows);
 #pragma unroll
   for (int d = 0; d < D; ++d)
-    fetch_x(begin * static_cast<int>(U) + 16 * d, xring[d], std::true_type{});
+    fetch_x_guarded(begin * static_cast<int>(U) + 16 * d, xring[d]);
   auto step = [&](int u, uint4& slot, auto first) {
     const uint4 v = slot;
     if (u + P < end)
@@ -349,7 +365,8 @@ __global__ void __launch_bounds__(mma_warps<NT>* warp_size, mma_min_blocks<NT>)
     if (u0 + 1 < end)
       step(u0 + 1, ring[1], std::integral_constant<int, KB % D>{});
   }
-  if (open)
+  // A run that ends inside a segment (seg > U): that segment.
+  if (begin < end && end * static_cast<int>(U) % static_cast<int>(seg) != 0)
     close_segment();
 
   // The warps' totals, added in warp order; then an activation row's parts, in order.
