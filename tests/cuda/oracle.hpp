@@ -43,7 +43,8 @@ enum class kernel { gemv_sequential, tiled, gemm };
 // the terms' magnitude, so 36 * S / 16 in units of 2^-24
 //   + 2                       z * sum(x) off the sums (zero points) and the scale's FMA
 //   + segments + 2            the warp's total: a segment at a time (a warp's run of units may
-//                             start and end inside one), over runs of ceil(units / 8) units
+//                             start and end inside one), counted over runs of ceil(units / 8)
+//                             units (the kernel's 16 warps run ceil(units / 16))
 //   + 16                      the fixed-order sum of the block's warps (at most 16)
 //   + 2                       the three parts of an f32 activation.
 //   Zero-point formats subtract z * sum(x) from sum(u x): their bound's magnitude is

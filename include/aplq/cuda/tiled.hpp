@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The GPU-tuned layout ("tiled") and its exact repack. Plain C++ with host+device index math, so
-// the repack runs and is tested on any machine; the kernel that reads it is in gemm.cuh.
+// the repack runs and is tested on any machine; the kernel that reads it is in tiled_gemm.cuh.
 //
 // Rows are grouped into tiles of 32 and a row of K codes is cut into units of U = 128 / Bits
 // codes (1 bit: 128, 2: 64, 4: 32, 8: 16). A unit of a tile, 32 rows x U codes, is 512 bytes:

@@ -154,7 +154,8 @@ __device__ APLQ_FORCE_INLINE void split_parts(float v, unsigned short (&part)[3]
 }
 
 // parts [3 n][ld] = the bf16 parts of x [n][cols], row 3 i + p part p of row i; columns cols ..
-// ld - 1 are zero. (A template, X = float, so that including this header defines it nowhere.)
+// ld - 1 are zero. A template (X = float) so that the header can be included by several
+// translation units.
 template <class X>
 __global__ void split_activations(const X* __restrict__ x, index_t n, index_t cols, index_t ld,
                                   unsigned short* __restrict__ parts) {
