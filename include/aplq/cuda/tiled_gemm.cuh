@@ -53,7 +53,6 @@ constexpr index_t mma_rows_per_launch(int ntiles) noexcept {
 // registers) with one n-tile, one with two. On an H100 (q4 group 128, 8192 x 28672, batch 1, f32
 // activations) two blocks of 16 warps took 67 us, one block 88 us (no spills), four blocks of 8
 // warps 84 us.
-template <int NT>
 inline constexpr int mma_warps = 16;
 template <int NT>
 inline constexpr int mma_min_blocks = NT == 1 ? 2 : 1;
@@ -175,15 +174,15 @@ __global__ void split_activations(const X* __restrict__ x, index_t n, index_t co
 // gemm_mma: y [n][rows] = x [n][cols] W^T for the n <= mma_rows_per_launch<X>(NT) activation
 // rows of one launch, W tiled. The B operand's columns are rows of xs (16-bit values, ld apart):
 // the activation rows themselves (f16, bf16), or their parts (f32: row 3 i + p, part p of row
-// i). xs and ld are even, so a pair of values is one 4-byte load. Block: mma_warps<NT> warps
+// i). xs and ld are even, so a pair of values is one 4-byte load. Block: mma_warps warps
 // on tile blockIdx.x; lane 4 g + t.
 template <class F, class X, int NT>
-__global__ void __launch_bounds__(mma_warps<NT>* warp_size, mma_min_blocks<NT>)
+__global__ void __launch_bounds__(mma_warps* warp_size, mma_min_blocks<NT>)
     gemm_mma(tiled_view<F> w, const unsigned short* __restrict__ xs, index_t ld, int n,
              float* __restrict__ y) {
   using T = mma_operand<X>;
   using scale_type = typename F::scale_type;
-  constexpr int W = mma_warps<NT>;
+  constexpr int W = mma_warps;
   constexpr int parts = mma_parts<X>;
   constexpr index_t U = tiled_view<F>::unit_codes;
   constexpr int KB = static_cast<int>(U / 16); // 16-column blocks of a unit
@@ -405,9 +404,9 @@ void launch_gemm_mma(const tiled_view<F>& w, const unsigned short* xs, index_t l
                      cudaStream_t stream) {
   const auto blocks = static_cast<unsigned>(w.tiles());
   if (n <= mma_rows_per_launch<X>(1))
-    gemm_mma<F, X, 1><<<blocks, mma_warps<1> * warp_size, 0, stream>>>(w, xs, ld, n, y);
+    gemm_mma<F, X, 1><<<blocks, mma_warps * warp_size, 0, stream>>>(w, xs, ld, n, y);
   else
-    gemm_mma<F, X, 2><<<blocks, mma_warps<2> * warp_size, 0, stream>>>(w, xs, ld, n, y);
+    gemm_mma<F, X, 2><<<blocks, mma_warps * warp_size, 0, stream>>>(w, xs, ld, n, y);
 }
 
 // Checks a tiled launch of 1 <= n <= max_n activation rows (max_n <= 0: any n) and runs it:
@@ -416,6 +415,8 @@ void launch_gemm_mma(const tiled_view<F>& w, const unsigned short* xs, index_t l
 template <class F, class X>
 status tiled_gemm(const tiled_view<F>& w, const X* x, index_t n, index_t max_n, float* y,
                   cudaStream_t stream, cudaError_t* error) noexcept {
+  if (error != nullptr)
+    *error = cudaSuccess;
   if (status s = w.validate(); s != status::ok)
     return s;
   if (n < 1 || (max_n > 0 && n > max_n))
@@ -494,8 +495,6 @@ status gemv(const tiled_view<F>& w, const X* x, index_t n, float* y, cudaStream_
             cudaError_t* error = nullptr) noexcept {
   static_assert(detail::is_activation_type<X>,
                 "aplq::cuda::gemv: activations are float, aplq::half or aplq::bfloat16");
-  if (error != nullptr)
-    *error = cudaSuccess;
   return detail::tiled_gemm(w, x, n, gemv_max_n, y, stream, error);
 }
 
@@ -506,8 +505,6 @@ status gemm(const tiled_view<F>& w, const X* x, index_t n, float* y, cudaStream_
             cudaError_t* error = nullptr) noexcept {
   static_assert(detail::is_activation_type<X>,
                 "aplq::cuda::gemm: activations are float, aplq::half or aplq::bfloat16");
-  if (error != nullptr)
-    *error = cudaSuccess;
   return detail::tiled_gemm(w, x, n, 0, y, stream, error);
 }
 
