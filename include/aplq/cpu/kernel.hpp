@@ -106,8 +106,11 @@ inline float quantize_chunk(const float* v, std::int8_t* q, int& sum) noexcept {
     total += n;
     n.store_aligned(r + k * W);
   }
+  // Narrowed through an aligned local (and copied out once) so the compiler vectorizes it.
+  alignas(32) std::int8_t narrow[chunk_codes];
   for (int l = 0; l < chunk_codes; ++l)
-    q[l] = static_cast<std::int8_t>(r[l]);
+    narrow[l] = static_cast<std::int8_t>(r[l]);
+  std::memcpy(q, narrow, chunk_codes);
   sum += compat::reduce_add(total);
   return d;
 }
@@ -134,13 +137,24 @@ status prepare(const float* x, index_t n, index_t cols, index_t groups, index_t 
   } catch (const std::bad_alloc&) {
     return status::out_of_memory;
   }
+  constexpr bool index_order = [] {
+    for (int l = 0; l < chunk_codes; ++l)
+      if (lane_code<F>(l) != l)
+        return false;
+    return true;
+  }();
   for (index_t i = 0; i < n; ++i) {
     const float* xi = x + i * cols;
     for (index_t c = 0; c < act.chunks; ++c) {
-      float v[chunk_codes];
-      for (int l = 0; l < chunk_codes; ++l) {
-        const index_t j = c * chunk_codes + lane_code<F>(l);
-        v[l] = j < cols ? xi[j] : 0.0f;
+      float copy[chunk_codes];
+      const float* v = copy;
+      if (index_order && (c + 1) * chunk_codes <= cols) {
+        v = xi + c * chunk_codes; // in place: no lanes to permute, no tail to pad
+      } else {
+        for (int l = 0; l < chunk_codes; ++l) {
+          const index_t j = c * chunk_codes + lane_code<F>(l);
+          copy[l] = j < cols ? xi[j] : 0.0f;
+        }
       }
       if (policy == compute::exact) {
         std::copy(v, v + chunk_codes, act.xf.data() + i * padded + c * chunk_codes);
