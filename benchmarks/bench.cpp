@@ -410,11 +410,13 @@ void register_all(bool quick) {
             for (auto policy : {aplq::compute::exact, aplq::compute::int8})
               for (int t : thread_counts)
                 register_case(d, s, b, policy, t, true, false);
-          // The table-lookup kernels of 1- and 2-bit formats (int8 policy only).
+          // The table-lookup kernels of 1- and 2-bit formats (the exact policy: 1-bit symmetric).
           if (bits <= 2)
             for (index_t b : batches)
-              for (int t : thread_counts)
-                register_case(d, s, b, aplq::compute::int8, t, true, true);
+              for (auto policy : {aplq::compute::exact, aplq::compute::int8})
+                if (policy == aplq::compute::int8 || (bits == 1 && !zp))
+                  for (int t : thread_counts)
+                    register_case(d, s, b, policy, t, true, true);
         }
     for (index_t b : batches)
       for (bool blas : {false, true})

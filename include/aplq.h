@@ -94,7 +94,8 @@ APLQ_API int aplq_device(void);
 #define APLQ_LAYOUT_SEQUENTIAL 0  /* interchange: codes in order, low bits first within a byte */
 #define APLQ_LAYOUT_CPU_STRIPED 1 /* 32-byte stripes the CPU kernels load directly (faster) */
 /* 1 and 2 bits only: tiles of 32 interleaved rows for the table-lookup kernels (aplq's fastest
- * for those widths), which multiply with APLQ_POLICY_INT8 only. Rows are rounded up to whole
+ * for those widths; the int8 policy, and the exact one for 1-bit symmetric formats). Rows are
+ * rounded up to whole
  * tiles (padding rows hold zero codes and zero scales); the arrays are those of
  * aplq::cpu::lut_matrix (<aplq/cpu/lut.hpp> draws them). Make one with aplq_repack or
  * aplq_quantize; aplq_dequantize and aplq_repack read it back exactly. */
@@ -160,8 +161,8 @@ APLQ_API int aplq_quantize(const aplq_format* format, const float* w, int64_t ro
 APLQ_API int aplq_dequantize(const aplq_qmatrix* w, float* out);
 /* Copies W into `layout` (APLQ_LAYOUT_*), same format otherwise, bit-exactly: sized by
  * aplq_sizes_of with that layout. Repack once to APLQ_LAYOUT_CPU_STRIPED for the fastest
- * multiplies on the CPU, or, for 1- and 2-bit formats with the int8 policy, to
- * APLQ_LAYOUT_LUT. */
+ * multiplies on the CPU, or, for 1- and 2-bit formats, to APLQ_LAYOUT_LUT (see aplq_gemv for
+ * its policies). */
 APLQ_API int aplq_repack(const aplq_qmatrix* w, int layout, const aplq_qbuffers* out);
 
 /* ---- Native API: multiplies -------------------------------------------------------------- */
@@ -177,9 +178,11 @@ typedef struct aplq_options {
   int policy;  /* APLQ_POLICY_EXACT or APLQ_POLICY_INT8 */
 } aplq_options;
 
-/* y [rows] = W x [cols]. An APLQ_LAYOUT_LUT matrix needs options with APLQ_POLICY_INT8
- * (anything else is APLQ_E_INVALID_ARGUMENT); its results are those of the int8 policy on the
- * same weights in another layout, up to f32 summation order. */
+/* y [rows] = W x [cols]. An APLQ_LAYOUT_LUT matrix multiplies by table lookup: with
+ * APLQ_POLICY_INT8 its results are those of the plain kernels up to f32 summation order; with
+ * APLQ_POLICY_EXACT (also what NULL options mean) its tables hold f32 sums of the activations,
+ * within the same 1e-6, for 1-bit symmetric formats, and other formats give
+ * APLQ_E_INVALID_ARGUMENT. */
 APLQ_API int aplq_gemv(const aplq_qmatrix* w, const float* x, float* y,
                        const aplq_options* options);
 /* Y [n, rows] = X [n, cols] W^T. */

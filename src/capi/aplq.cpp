@@ -330,15 +330,11 @@ int to_options(const aplq_options* o, const char* function, aplq::options& opt) 
 }
 
 // Y [n, rows] = X W^T with the dispatch library: the plain kernels, or the table-lookup ones
-// for an APLQ_LAYOUT_LUT matrix (int8 policy only: its tables are sums of int8 activations).
+// for an APLQ_LAYOUT_LUT matrix.
 int multiply(const aplq_qmatrix* w, const aplq::any_qmatrix_view& v, const float* x, index_t n,
              float* y, const aplq::options& opt, const char* function) noexcept {
   if (!is_lut(w->format))
     return from_status(aplq::dispatch::gemm(v, x, n, y, opt), function, "multiply");
-  if (opt.policy != aplq::compute::int8)
-    return fail(APLQ_E_INVALID_ARGUMENT, function,
-                "options->policy: an APLQ_LAYOUT_LUT matrix multiplies with APLQ_POLICY_INT8 only "
-                "(NULL options mean APLQ_POLICY_EXACT)");
   const aplq::cpu::any_lut_view l{v.format, v.codes, v.scales, v.zeros, v.rows, v.cols};
   return from_status(aplq::dispatch::gemm(l, x, n, y, opt), function, "multiply");
 }

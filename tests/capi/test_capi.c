@@ -412,7 +412,10 @@ static void test_lut_layout(const char* name, const owned* seq, const float* deq
     rc = aplq_gemv(&lut.m, x, y, &opt);
     CHECK(rc == 0 && rel_l2(y, plain, rows) <= 1e-5, "%s lut gemv t%d: %d, rel-L2 %g", name,
           opt.threads, rc, rel_l2(y, plain, rows));
-    /* the exact policy (also what NULL options mean) is refused, output untouched */
+  }
+  /* exact multiplies (also what NULL options mean): 1-bit symmetric formats give the plain
+   * kernels' results within 1e-5, the others APLQ_E_INVALID_ARGUMENT with the output untouched */
+  if (f.bits != 1 || f.zero_point) {
     opt.policy = APLQ_POLICY_EXACT;
     set_sentinel(y, rows * n);
     CHECK(aplq_gemv(&lut.m, x, y, &opt) == APLQ_E_INVALID_ARGUMENT && untouched(y, rows * n),
@@ -420,6 +423,28 @@ static void test_lut_layout(const char* name, const owned* seq, const float* deq
     CHECK(aplq_gemm(&lut.m, x, n, y, NULL) == APLQ_E_INVALID_ARGUMENT && untouched(y, rows * n),
           "%s lut gemm with NULL options", name);
   }
+  for (t = 0; t < 3 && f.bits == 1 && !f.zero_point; ++t) {
+    opt.threads = threads_tried[t];
+    opt.policy = APLQ_POLICY_EXACT;
+    rc = aplq_gemm(&back.m, x, n, y_plain, &opt);
+    CHECK(rc == 0, "%s plain exact gemm: %d %s", name, rc, aplq_last_error());
+    for (i = 0; i < rows * n; ++i)
+      plain[i] = (double)y_plain[i];
+    set_sentinel(y, rows * n);
+    rc = aplq_gemm(&lut.m, x, n, y, t == 0 ? NULL : &opt);
+    CHECK(rc == 0 && rel_l2(y, plain, rows * n) <= 1e-5,
+          "%s lut exact gemm t%d: %d, rel-L2 %g against plain exact", name, opt.threads, rc,
+          rel_l2(y, plain, rows * n));
+    set_sentinel(y, rows * n);
+    rc = aplq_gemv(&lut.m, x, y, &opt);
+    CHECK(rc == 0 && rel_l2(y, plain, rows) <= 1e-5, "%s lut exact gemv t%d: %d, rel-L2 %g",
+          name, opt.threads, rc, rel_l2(y, plain, rows));
+  }
+  /* a policy out of range is refused, output untouched */
+  opt.policy = 7;
+  set_sentinel(y, rows * n);
+  CHECK(aplq_gemv(&lut.m, x, y, &opt) == APLQ_E_INVALID_ARGUMENT && untouched(y, rows * n),
+        "%s lut gemv with policy 7", name);
   free_owned(&lut);
   free_owned(&direct);
   free_owned(&back);

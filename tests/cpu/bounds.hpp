@@ -54,12 +54,15 @@ std::vector<double> int8_bound(const qmatrix_view<F>& w, const std::vector<float
 // - for the tile kernels (batch < 12): a chunk's 32/W products, up to 32 chunks per block,
 //   K/1024 blocks, the lane reduction and the scaling: 48 + K/1024;
 // - for the panel kernel (exact policy, batch >= 12, `panel`): w = a * (u - c) (2), a chunk's
-//   32 products (32), up to 32 chunks per block (32), K/1024 blocks and the last one: 67 + K/1024.
+//   32 products (32), up to 32 chunks per block (32), K/1024 blocks and the last one: 67 + K/1024;
+// - or depth_of_kernel, when given.
 template <class F>
 std::vector<double> exact_bound(const qmatrix_view<F>& w, const std::vector<float>& x, index_t n,
-                                bool panel = false) {
+                                bool panel = false, double depth_of_kernel = 0.0) {
   std::vector<double> bound(static_cast<std::size_t>(n * w.rows));
-  const double depth = (panel ? 67.0 : 48.0) + static_cast<double>(w.cols) / 1024.0;
+  const double depth = depth_of_kernel > 0.0
+                           ? depth_of_kernel
+                           : (panel ? 67.0 : 48.0) + static_cast<double>(w.cols) / 1024.0;
   for (index_t i = 0; i < n; ++i)
     for (index_t r = 0; r < w.rows; ++r) {
       double mag = 0.0;
@@ -68,6 +71,19 @@ std::vector<double> exact_bound(const qmatrix_view<F>& w, const std::vector<floa
       bound[i * w.rows + r] = depth * std::ldexp(1.0, -24) * mag + 1e-30;
     }
   return bound;
+}
+
+// The exact policy on a lut_matrix (cpu/lut.hpp; 1-bit symmetric formats): the same forward
+// error bound as exact_bound, with the depth of its summation: a table entry (2), a chunk's 8
+// lookups (5), up to 32 chunks per block, the block's scaling (1) and one addition per block into
+// the row (for groups of up to 1024 columns a block is a group: K/32 of them at group 32).
+template <class F>
+std::vector<double> lut_exact_bound(const qmatrix_view<F>& w, const std::vector<float>& x,
+                                    index_t n) {
+  const index_t chunks = (w.cols + 31) / 32;
+  const index_t per_group = std::max<index_t>(1, F::group_size(w.cols) / 32);
+  const index_t blocks = (chunks + per_group - 1) / per_group * ((per_group + 31) / 32);
+  return exact_bound(w, x, n, false, 40.0 + static_cast<double>(blocks));
 }
 
 // The first output outside its bound (-1: none), with by how much.

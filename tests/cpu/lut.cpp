@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // The table-lookup kernels (cpu/lut.hpp) against aplq::ref: every 1- and 2-bit format on shapes
-// off the 32-row tile and the 32-column chunk, every ISA this CPU runs, GEMV and GEMM; the repack
-// read back code by code and unpacked exactly; the plain int8 kernels agree up to f32 rounding;
-// results independent of the thread count; the output written exactly where it belongs; bad
-// arguments rejected.
+// off the 32-row tile and the 32-column chunk, every ISA this CPU runs, GEMV and GEMM, the int8
+// policy and (1-bit symmetric formats) the exact one; the repack read back code by code and
+// unpacked exactly; the plain int8 kernels agree up to f32 rounding; results independent of the
+// thread count; the output written exactly where it belongs; bad arguments rejected.
 #include "../testing.hpp"
 #include "bounds.hpp"
 
@@ -124,6 +124,35 @@ void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatc
       check_thread_counts(y, [&](int threads, float* out) {
         return dispatch::gemm(erased, xn->data(), n, out, {threads, compute::int8}, isa);
       });
+
+      // The exact policy: f32 tables of the activations themselves, for 1-bit symmetric formats;
+      // the others refuse it and leave the output alone.
+      auto ye = poisoned(n * sh.m + guard);
+      if (F::bits != 1 || F::zero_point) {
+        CHECK(dispatch::gemm(erased, xn->data(), n, ye.data(), {1, compute::exact}, isa) ==
+              status::invalid_argument);
+        CHECK(std::all_of(ye.begin(), ye.end(), [](float e) { return std::isnan(e); }));
+        continue;
+      }
+      REQUIRE(dispatch::gemm(erased, xn->data(), n, ye.data(), {1, compute::exact}, isa) ==
+              status::ok);
+      for (index_t i = 0; i < guard; ++i)
+        CHECK(std::isnan(ye[static_cast<std::size_t>(n * sh.m + i)]));
+      ye.resize(static_cast<std::size_t>(n * sh.m));
+      const auto exact_worst = worst_outside(ye, expect, lut_exact_bound(q.view(), *xn, n));
+      INFO("exact: worst output ", exact_worst.first, " exceeds its bound by ", exact_worst.second);
+      CHECK(exact_worst.first == -1);
+      if (n == batch) {
+        auto y1 = poisoned(sh.m + guard);
+        REQUIRE(dispatch::gemv(erased, xn->data(), y1.data(), {1, compute::exact}, isa) ==
+                status::ok);
+        CHECK(std::memcmp(y1.data(), ye.data(), static_cast<std::size_t>(sh.m) * sizeof(float)) ==
+              0);
+        CHECK(std::isnan(y1[static_cast<std::size_t>(sh.m)]));
+      }
+      check_thread_counts(ye, [&](int threads, float* out) {
+        return dispatch::gemm(erased, xn->data(), n, out, {threads, compute::exact}, isa);
+      });
     }
   }
 }
@@ -169,6 +198,14 @@ TEST_CASE_TEMPLATE("cpu/lut, static dispatch: header-only entry points against t
   auto y1 = poisoned(m);
   REQUIRE(gemv(lut.view(), x.data(), y1.data()) == status::ok);
   CHECK(std::memcmp(y1.data(), y.data(), static_cast<std::size_t>(m) * sizeof(float)) == 0);
+  auto ye = poisoned(n * m);
+  if (F::bits == 1 && !F::zero_point) {
+    REQUIRE(gemm(lut.view(), x.data(), n, ye.data(), {2, compute::exact}) == status::ok);
+    CHECK(worst_outside(ye, expect, lut_exact_bound(q.view(), x, n)).first == -1);
+  } else {
+    CHECK(gemm(lut.view(), x.data(), n, ye.data(), {2, compute::exact}) ==
+          status::invalid_argument);
+  }
 }
 
 TEST_CASE("cpu/lut: bad arguments return a status and leave the output alone") {
@@ -188,8 +225,6 @@ TEST_CASE("cpu/lut: bad arguments return a status and leave the output alone") {
     return true;
   };
 
-  // The exact policy is not a table lookup; the plain kernels serve it.
-  CHECK(gemv(good, x.data(), y.data(), {1, compute::exact}) == status::invalid_argument);
   CHECK(gemv(good, x.data(), y.data(), {1, static_cast<compute>(7)}) == status::invalid_argument);
   auto v = good;
   v.codes = nullptr;
@@ -213,7 +248,8 @@ TEST_CASE("cpu/lut: bad arguments return a status and leave the output alone") {
     eb.format = bad;
     CHECK(dispatch::gemv(eb, x.data(), y.data()) == status::unsupported_format);
   }
-  CHECK(dispatch::gemv(e, x.data(), y.data(), {1, compute::exact}) == status::invalid_argument);
+  CHECK(dispatch::gemv(e, x.data(), y.data(), {1, static_cast<compute>(7)}) ==
+        status::invalid_argument);
   for (int i = 0; i < dispatch::isa_count; ++i)
     if (!dispatch::available(static_cast<dispatch::isa>(i)))
       CHECK(dispatch::gemv(e, x.data(), y.data(), {1, compute::int8},

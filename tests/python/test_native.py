@@ -83,7 +83,7 @@ LUT_FORMATS = [f for f in FORMATS if f.bits <= 2]
 @pytest.mark.parametrize("fmt", LUT_FORMATS, ids=repr)
 @pytest.mark.parametrize("shape", [(1, 1), (33, 130), (70, 300)], ids=str)
 def test_lut_layout(fmt, shape):
-    # 'lut': rows rounded up to tiles of 32, exact round trips, int8 results of the plain kernels.
+    # 'lut': rows rounded up to tiles of 32, exact round trips, the plain kernels' results.
     rows, cols = shape
     w, x = random_case(fmt, rows, cols)
     q = aplq.quantize(w, fmt)
@@ -108,13 +108,19 @@ def test_lut_layout(fmt, shape):
     if fmt.zero_point:
         np.testing.assert_array_equal(back.zeros, q.zeros)
     np.testing.assert_array_equal(aplq.dequantize(lut), aplq.dequantize(q))
-    for threads in [1, 0]:
-        plain = q.gemm(x, threads=threads, policy="int8")
-        assert rel_l2(lut.gemm(x, threads=threads, policy="int8"), plain) <= 1e-5
-        assert rel_l2(lut.gemv(x[0], threads=threads, policy="int8"), plain[0]) <= 1e-5
-    with pytest.raises(aplq.AplqError) as e:
-        lut.gemv(x[0], policy="exact")
-    assert e.value.status == aplq.E_INVALID_ARGUMENT
+    # the exact policy: 1-bit symmetric formats only
+    exact = fmt.bits == 1 and not fmt.zero_point
+    for threads, policy in itertools.product([1, 0], ["int8", "exact"] if exact else ["int8"]):
+        plain = q.gemm(x, threads=threads, policy=policy)
+        assert rel_l2(lut.gemm(x, threads=threads, policy=policy), plain) <= 1e-5
+        assert rel_l2(lut.gemv(x[0], threads=threads, policy=policy), plain[0]) <= 1e-5
+    if exact:
+        ref = x.astype(np.float64) @ reference_weights(q).T
+        assert rel_l2(lut.gemm(x, policy="exact"), ref) <= 1e-5
+    else:
+        with pytest.raises(aplq.AplqError) as e:
+            lut.gemv(x[0], policy="exact")
+        assert e.value.status == aplq.E_INVALID_ARGUMENT
     with pytest.raises(aplq.AplqError) as e:
         aplq.repack(aplq.quantize(w, aplq.Format(4, 32)), "lut")
     assert e.value.status == aplq.E_UNSUPPORTED_FORMAT

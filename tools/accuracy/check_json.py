@@ -117,10 +117,14 @@ def main():
         rc, out, err = run(tool, "--quick", "--isa", isa, "--json")
         if rc != 0 or json.loads(out)["kernels"] != [isa, isa + "-lut"]:
             fail("--isa %s: exit %d, stderr %r" % (isa, rc, err))
-        # The table lookup checks 1- and 2-bit formats under the int8 policy, and nothing else.
-        lut = [(e["format"]["bits"], k["policy"]) for e in report["layers"] + report["attention"]
+        # The table lookup checks 1- and 2-bit formats under the int8 policy, 1-bit symmetric ones
+        # under the exact policy too, and nothing else.
+        lut = [(e["format"]["bits"], e["format"]["zero_point"], k["policy"])
+               for e in report["layers"] + report["attention"]
                for k in e["kernels"] if k["kernel"].endswith("-lut")]
-        if not lut or any(p != "int8" or b > 2 for b, p in lut):
+        if (not lut or not any(p == "exact" for _, _, p in lut)
+                or any(b > 2 or (p == "exact" and (b != 1 or z)) or p not in ("exact", "int8")
+                       for b, z, p in lut)):
             fail("table-lookup checks: %r" % lut[:4])
 
         fpath = os.path.join(tmp, "fault.json")

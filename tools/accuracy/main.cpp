@@ -146,8 +146,9 @@ validate::kernel dispatch_kernel(dispatch::isa which) {
                   const aplq::options& opt) { return dispatch::gemm(w, x, n, y, opt, which); }};
 }
 
-// The table-lookup kernels of 1- and 2-bit formats (int8 policy only): every call repacks the
-// weights into a cpu::lut_matrix, then multiplies through the run-time dispatch on `which`.
+// The table-lookup kernels of 1- and 2-bit formats (the int8 policy; the exact one for 1-bit
+// symmetric formats): every call repacks the weights into a cpu::lut_matrix, then multiplies
+// through the run-time dispatch on `which`.
 validate::kernel lut_kernel(dispatch::isa which) {
   validate::kernel k;
   k.name = std::string(dispatch::isa_name(which)) + "-lut";
@@ -170,7 +171,8 @@ validate::kernel lut_kernel(dispatch::isa which) {
     });
   };
   k.serves = [](const aplq::format_desc& f, aplq::compute p) {
-    return f.bits <= 2 && p == aplq::compute::int8;
+    return f.bits <= 2 && (p == aplq::compute::int8 ||
+                           (p == aplq::compute::exact && f.bits == 1 && !f.zero_point));
   };
   return k;
 }
@@ -575,7 +577,7 @@ int run(const arguments& a) {
   report.notes.insert(
       report.notes.begin() + 1,
       "kernels: aplq::dispatch::gemm on " + join_isas(isas) +
-          ", and on each the table lookup of 1- and 2-bit formats (int8, <isa>-lut)" +
+          ", and on each the table lookup of 1- and 2-bit formats (<isa>-lut)" +
           (a.manifest.empty() ? "; data: W ~ N(0, 1/K), x ~ N(0, 1)" : "; x ~ N(0, 1)"));
   if (!a.fault.empty())
     report.notes.push_back("FAULT INJECTED (" + a.fault +

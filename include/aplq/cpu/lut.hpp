@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
-// Table-lookup GEMV/GEMM for 1- and 2-bit weights (the int8 policy), after T-MAC's idea: instead
+// Table-lookup GEMV/GEMM for 1- and 2-bit weights, after T-MAC's idea: instead
 // of widening every low-bit code to a byte and multiplying, each call builds, per group of four
 // activations, the table of all 16 sums those activations can contribute, and the weights' bits
 // index that table directly. One byte shuffle looks up 32 rows at once, so the weights are
 // repacked offline into tiles of 32 interleaved rows (lut_matrix).
 //
-// Results are those of the int8 policy of cpu::gemm: the activations are quantized per 32-element
-// chunk exactly as there, table entries are exact integer sums, and a chunk's integer dot
-// product is exact. Only the f32 summation order of the chunk and group terms differs.
+// Under the int8 policy, results are those of cpu::gemm: the activations are quantized per
+// 32-element chunk exactly as there, table entries are exact integer sums, and a chunk's integer
+// dot product is exact. Only the f32 summation order of the chunk and group terms differs. The
+// exact policy, for 1-bit symmetric formats, has tables of f32 sums of its own ("The exact
+// policy" below); other formats give status::invalid_argument there.
 //
 // Packed layout of a lut_matrix with B bits (1 or 2), T = 32 rows per tile, chunks of 32 columns:
 //   codes  [tile][chunk][plane 0..B-1][block 0..3][32 bytes]
@@ -35,7 +37,7 @@
 #include "../visit.hpp"
 #include "kernel.hpp"
 
-#if defined(__AVX2__)
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -486,6 +488,295 @@ APLQ_FORCE_INLINE void lut_tile(const lut_weights<Scale>& w, index_t t, const ac
   lut_tile_scalar<K, A>(w, t, act, tables, k, y);
 }
 
+// ---- The exact policy: tables of f32 sums (1-bit symmetric formats) ----
+//
+// The same lookup with the activations as they are. A 1-bit symmetric weight is w = a * (b - 1/2)
+// (a = 2s, b the code bit), so per step a table of 16 f32 sums of the step's 4 activations
+//   T[e] = A[e & 3] + B[e >> 2],  A = (-x0 - x1, x0 - x1, x1 - x0, x0 + x1) / 2,  B the same of
+// x2, x3, holds T[e] = sum over q of (bit q of e - 1/2) x_q: the products w x / a themselves, so
+// the sums are as well conditioned as the plain kernels' (relative to sum |w x|). A permute
+// (vpermps) looks up 16 rows' entries at once (8 on AVX2, where it takes A[e & 3] and B[e >> 2]
+// apart). The tables take 512 bytes per 32 columns.
+//
+// Only 1-bit symmetric formats: with more bits or a zero point, w = a * (u - c) splits into the
+// same signed-bit sums less a * (c - h) * sum x (h the middle code), and that subtraction cancels
+// where weights are mostly zero: 1-bit zero-point rows quantized to z = 0 or 1 lost 1.1-1.7e-6
+// (rel-L2) in aplq-accuracy's suite, beyond the exact policy's 1e-6, and ternary 2-bit rows (u - c
+// = 0 for most weights) are the same case.
+//
+// Summation: a chunk's 8 lookups are summed in registers, chunks into a block of at most
+// lut_exact_block chunks of one group, blocks (scaled by a) into the row, as the plain exact
+// kernels do.
+inline constexpr index_t lut_exact_block = 32;
+inline constexpr index_t lut_exact_table = 16; // floats per step
+
+template <class K>
+inline constexpr bool lut_exact_serves = K::bits == 1 && !K::zero_point;
+
+template <class A>
+inline constexpr bool lut_exact_whole_tables =
+#if defined(__AVX512F__)
+    std::is_base_of<xsimd::avx512f, A>::value ||
+#endif
+    !std::is_base_of<xsimd::avx2, vector_arch<A>>::value;
+
+// Per activation row, the tables of every step: [n][chunks * 8][16] floats (whole tables, or
+// (A, A, B, B) for the AVX2 tile).
+template <class A>
+void build_exact_tables(const float* x, index_t n, index_t cols, index_t chunks,
+                        float* tables) noexcept {
+  const index_t steps = chunks * (chunk_codes / 4);
+  for (index_t k = 0; k < n; ++k) {
+    const float* xk = x + k * cols;
+    float* t = tables + k * steps * lut_exact_table;
+    index_t s = 0;
+#if defined(__SSE2__)
+    // The same sums four at a time, while the step's 4 activations are all inside the row.
+    const __m128 half = _mm_set1_ps(0.5f);
+    const __m128 sign0 = _mm_setr_ps(-1.0f, 1.0f, -1.0f, 1.0f);
+    const __m128 sign1 = _mm_setr_ps(-1.0f, -1.0f, 1.0f, 1.0f);
+    for (; 4 * s + 4 <= cols; ++s, t += lut_exact_table) {
+      const __m128 v = _mm_mul_ps(_mm_loadu_ps(xk + 4 * s), half);
+      const __m128 a = _mm_add_ps(_mm_mul_ps(sign0, _mm_shuffle_ps(v, v, 0x00)),
+                                  _mm_mul_ps(sign1, _mm_shuffle_ps(v, v, 0x55)));
+      const __m128 b = _mm_add_ps(_mm_mul_ps(sign0, _mm_shuffle_ps(v, v, 0xaa)),
+                                  _mm_mul_ps(sign1, _mm_shuffle_ps(v, v, 0xff)));
+      if constexpr (lut_exact_whole_tables<A>) {
+        _mm_storeu_ps(t, _mm_add_ps(a, _mm_shuffle_ps(b, b, 0x00)));
+        _mm_storeu_ps(t + 4, _mm_add_ps(a, _mm_shuffle_ps(b, b, 0x55)));
+        _mm_storeu_ps(t + 8, _mm_add_ps(a, _mm_shuffle_ps(b, b, 0xaa)));
+        _mm_storeu_ps(t + 12, _mm_add_ps(a, _mm_shuffle_ps(b, b, 0xff)));
+      } else {
+        _mm_storeu_ps(t, a);
+        _mm_storeu_ps(t + 4, a);
+        _mm_storeu_ps(t + 8, b);
+        _mm_storeu_ps(t + 12, b);
+      }
+    }
+#endif
+    for (; s < steps; ++s, t += lut_exact_table) {
+      float v[4];
+      for (int q = 0; q < 4; ++q) {
+        const index_t j = 4 * s + q;
+        v[q] = j < cols ? 0.5f * xk[j] : 0.0f;
+      }
+      const float a[4] = {-v[0] - v[1], v[0] - v[1], v[1] - v[0], v[0] + v[1]};
+      const float b[4] = {-v[2] - v[3], v[2] - v[3], v[3] - v[2], v[2] + v[3]};
+      if constexpr (lut_exact_whole_tables<A>) {
+        for (int e = 0; e < 16; ++e)
+          t[e] = a[e & 3] + b[e >> 2];
+      } else {
+        for (int e = 0; e < 4; ++e) {
+          t[e] = t[4 + e] = a[e];
+          t[8 + e] = t[12 + e] = b[e];
+        }
+      }
+    }
+  }
+}
+
+// body(g, b0, b1) for every block [b0, b1) of chunks, in order: a group's chunks lut_exact_block
+// at a time.
+template <class Body>
+APLQ_FORCE_INLINE void lut_exact_blocks(index_t chunks, index_t chunks_per_group,
+                                        Body&& body) noexcept {
+  for (index_t c0 = 0, g = 0; c0 < chunks; c0 += chunks_per_group, ++g) {
+    const index_t c1 = std::min(chunks, c0 + chunks_per_group);
+    for (index_t b0 = c0; b0 < c1; b0 += lut_exact_block)
+      body(g, b0, std::min(c1, b0 + lut_exact_block));
+  }
+}
+
+// One tile (32 rows from 32 * t) against activation row k, one lookup at a time (whole
+// tables): the kernel of every ISA without vpermps, and the reference for the vector ones.
+template <class K, class A, class Scale>
+void lut_exact_tile_scalar(const lut_weights<Scale>& w, index_t t, const float* tables, index_t k,
+                           float* y) noexcept {
+  const std::uint8_t* codes = w.codes + t * w.tile_bytes;
+  const Scale* sc = w.scales + t * w.groups * lut_tile_rows;
+  const float* tab = tables + k * w.chunks * 8 * lut_exact_table;
+  float acc[lut_tile_rows] = {};
+  lut_exact_blocks(w.chunks, w.chunks_per_group, [&](index_t g, index_t b0, index_t b1) {
+    for (int i = 0; i < lut_tile_rows; ++i) {
+      float block = 0.0f;
+      for (index_t c = b0; c < b1; ++c) {
+        float chunk = 0.0f;
+        for (int s = 0; s < 8; ++s) {
+          const unsigned e = (codes[c * 128 + s / 2 * 32 + i] >> (s % 2 * 4)) & 0xfu;
+          chunk += tab[(c * 8 + s) * lut_exact_table + e];
+        }
+        block += chunk;
+      }
+      float a, unused;
+      lut_affine<K, A>(sc, static_cast<const Scale*>(nullptr), g * lut_tile_rows + i, a, unused);
+      acc[i] += a * block;
+    }
+  });
+  const index_t r0 = t * lut_tile_rows;
+  for (index_t i = 0; i < lut_tile_rows && r0 + i < w.rows; ++i)
+    y[k * w.rows + r0 + i] = acc[i];
+}
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+// The AVX2 tile: rows by eights (quarters of the tile). A code byte's low and high nibbles index
+// two steps; vpermps (which reads bits 0-2) on the byte finds A[e & 3] in (A, A), on the byte >> 2
+// B[e >> 2] in (B, B), and on >> 4, >> 6 the same for the high nibble.
+template <class K, class Scale>
+void lut_exact_tile_avx2(const lut_weights<Scale>& w, index_t t, const float* tables, index_t k,
+                         float* y) noexcept {
+  const std::uint8_t* codes = w.codes + t * w.tile_bytes;
+  const Scale* sc = w.scales + t * w.groups * lut_tile_rows;
+  const float* tab = tables + k * w.chunks * 8 * lut_exact_table;
+  __m256 acc[4];
+  for (int q = 0; q < 4; ++q)
+    acc[q] = _mm256_setzero_ps();
+  lut_exact_blocks(w.chunks, w.chunks_per_group, [&](index_t g, index_t b0, index_t b1) {
+    APLQ_PREFETCH(sc + g * lut_tile_rows + lut_prefetch_scales / sizeof(Scale));
+    __m256 block[4];
+    for (int q = 0; q < 4; ++q)
+      block[q] = _mm256_setzero_ps();
+    for (index_t c = b0; c < b1; ++c) {
+      const std::uint8_t* chunk = codes + c * 128;
+      for (index_t l = 0; l < 128; l += 64) {
+        APLQ_PREFETCH_L2(chunk + lut_prefetch_codes_l2 + l);
+        APLQ_PREFETCH(chunk + lut_prefetch_codes_l1 + l);
+      }
+      const float* ts = tab + c * 8 * lut_exact_table;
+      for (int q = 0; q < 4; ++q) {
+        __m256 pa = _mm256_setzero_ps(), pb = _mm256_setzero_ps();
+        for (int b = 0; b < 4; ++b) {
+          const __m256i e = _mm256_cvtepu8_epi32(
+              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(chunk + 32 * b + 8 * q)));
+          const float* lo = ts + 2 * b * lut_exact_table;
+          const float* hi = lo + lut_exact_table;
+          pa = _mm256_add_ps(pa, _mm256_permutevar8x32_ps(_mm256_loadu_ps(lo), e));
+          pb = _mm256_add_ps(
+              pb, _mm256_permutevar8x32_ps(_mm256_loadu_ps(lo + 8), _mm256_srli_epi32(e, 2)));
+          pa = _mm256_add_ps(
+              pa, _mm256_permutevar8x32_ps(_mm256_loadu_ps(hi), _mm256_srli_epi32(e, 4)));
+          pb = _mm256_add_ps(
+              pb, _mm256_permutevar8x32_ps(_mm256_loadu_ps(hi + 8), _mm256_srli_epi32(e, 6)));
+        }
+        block[q] = _mm256_add_ps(block[q], _mm256_add_ps(pa, pb));
+      }
+    }
+    for (int q = 0; q < 4; ++q) {
+      __m256 a = lut_load8(sc + g * lut_tile_rows + 8 * q);
+      if constexpr (K::affine_a(1.0f) != 1.0f)
+        a = _mm256_mul_ps(a, _mm256_set1_ps(K::affine_a(1.0f)));
+      acc[q] = _mm256_fmadd_ps(a, block[q], acc[q]);
+    }
+  });
+  alignas(32) float out[lut_tile_rows];
+  for (int q = 0; q < 4; ++q)
+    _mm256_store_ps(out + 8 * q, acc[q]);
+  const index_t r0 = t * lut_tile_rows;
+  const index_t rows = std::min(lut_tile_rows, w.rows - r0);
+  std::memcpy(y + k * w.rows + r0, out, static_cast<std::size_t>(rows) * sizeof(float));
+}
+#endif
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+// The AVX-512 tile: rows by sixteens (halves of the tile). vpermps on a zmm reads 4 index bits,
+// so the code byte (low nibble) and the byte >> 4 (high nibble) index whole tables.
+template <class K, class Scale>
+void lut_exact_tile_avx512(const lut_weights<Scale>& w, index_t t, const float* tables, index_t k,
+                           float* y) noexcept {
+  const std::uint8_t* codes = w.codes + t * w.tile_bytes;
+  const Scale* sc = w.scales + t * w.groups * lut_tile_rows;
+  const float* tab = tables + k * w.chunks * 8 * lut_exact_table;
+  __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+  lut_exact_blocks(w.chunks, w.chunks_per_group, [&](index_t g, index_t b0, index_t b1) {
+    APLQ_PREFETCH(sc + g * lut_tile_rows + lut_prefetch_scales / sizeof(Scale));
+    __m512 block[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (index_t c = b0; c < b1; ++c) {
+      const std::uint8_t* chunk = codes + c * 128;
+      for (index_t l = 0; l < 128; l += 64) {
+        APLQ_PREFETCH_L2(chunk + lut_prefetch_codes_l2 + l);
+        APLQ_PREFETCH(chunk + lut_prefetch_codes_l1 + l);
+      }
+      const float* ts = tab + c * 8 * lut_exact_table;
+      __m512 pa[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+      __m512 pb[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+      for (int b = 0; b < 4; ++b) {
+        const __m512 lo = _mm512_loadu_ps(ts + 2 * b * lut_exact_table);
+        const __m512 hi = _mm512_loadu_ps(ts + (2 * b + 1) * lut_exact_table);
+        for (int h = 0; h < 2; ++h) {
+          const __m512i e = _mm512_cvtepu8_epi32(
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(chunk + 32 * b + 16 * h)));
+          pa[h] = _mm512_add_ps(pa[h], _mm512_permutexvar_ps(e, lo));
+          pb[h] = _mm512_add_ps(pb[h], _mm512_permutexvar_ps(_mm512_srli_epi32(e, 4), hi));
+        }
+      }
+      for (int h = 0; h < 2; ++h)
+        block[h] = _mm512_add_ps(block[h], _mm512_add_ps(pa[h], pb[h]));
+    }
+    for (int h = 0; h < 2; ++h) {
+      const Scale* s16 = sc + g * lut_tile_rows + 16 * h;
+      __m512 a;
+      if constexpr (std::is_same<Scale, float>::value)
+        a = _mm512_loadu_ps(s16);
+      else
+        a = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s16)));
+      if constexpr (K::affine_a(1.0f) != 1.0f)
+        a = _mm512_mul_ps(a, _mm512_set1_ps(K::affine_a(1.0f)));
+      acc[h] = _mm512_fmadd_ps(a, block[h], acc[h]);
+    }
+  });
+  alignas(64) float out[lut_tile_rows];
+  _mm512_store_ps(out, acc[0]);
+  _mm512_store_ps(out + 16, acc[1]);
+  const index_t r0 = t * lut_tile_rows;
+  const index_t rows = std::min(lut_tile_rows, w.rows - r0);
+  std::memcpy(y + k * w.rows + r0, out, static_cast<std::size_t>(rows) * sizeof(float));
+}
+#endif
+
+template <class K, class A, class Scale>
+APLQ_FORCE_INLINE void lut_exact_tile(const lut_weights<Scale>& w, index_t t, const float* tables,
+                                      index_t k, float* y) noexcept {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  if constexpr (std::is_base_of<xsimd::avx512f, A>::value) {
+    lut_exact_tile_avx512<K>(w, t, tables, k, y);
+    return;
+  }
+#endif
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+  if constexpr (!lut_exact_whole_tables<A>) {
+    lut_exact_tile_avx2<K>(w, t, tables, k, y);
+    return;
+  }
+#endif
+  lut_exact_tile_scalar<K, A>(w, t, tables, k, y);
+}
+
+// The exact policy on a lut_matrix of a 1-bit symmetric format: the tables once per call, then
+// the tiles.
+template <class K, class A, class Scale>
+status lut_exact_run(const lut_weights<Scale>& w, const float* x, index_t n, float* y,
+                     const options& opt) noexcept {
+  static_assert(lut_exact_serves<K>, "lut_exact_run: 1-bit symmetric formats only");
+  // Per calling thread, reused across calls (see run in kernel.hpp).
+  thread_local std::vector<float> table_buffer;
+  try {
+    table_buffer.resize(static_cast<std::size_t>(n * w.chunks * 8 * lut_exact_table));
+  } catch (const std::bad_alloc&) {
+    return status::out_of_memory;
+  }
+  build_exact_tables<A>(x, n, w.cols, w.chunks, table_buffer.data());
+  const float* tables = table_buffer.data();
+  const index_t block = std::max<index_t>(1, w.tiles / 64);
+  const index_t tasks = (w.tiles + block - 1) / block;
+  auto task = [&](index_t b) noexcept {
+    const index_t t1 = std::min(w.tiles, (b + 1) * block);
+    for (index_t t = b * block; t < t1; ++t)
+      for (index_t k = 0; k < n; ++k)
+        lut_exact_tile<K, A>(w, t, tables, k, y);
+  };
+  thread_pool::global().run(opt.threads, tasks, task);
+  return status::ok;
+}
+
 // The kernel format of a lut_matrix: bits, zero point and scale type; index-order activations.
 template <int Bits, bool ZeroPoint, class Scale>
 using lut_format = aplq::format<Bits, whole_row, ZeroPoint, Scale, layout::cpu_striped>;
@@ -541,6 +832,12 @@ status lut_run(const lut_weights<Scale>& w, const float* x, index_t n, float* y,
     return status::invalid_shape;
   if (x == nullptr || y == nullptr)
     return status::null_pointer;
+  if (opt.policy == compute::exact) {
+    if constexpr (lut_exact_serves<K>)
+      return lut_exact_run<K, A>(w, x, n, y, opt);
+    else
+      return status::invalid_argument; // see lut_exact_serves
+  }
   if (opt.policy != compute::int8)
     return status::invalid_argument;
   // Per calling thread, reused across calls (see run in kernel.hpp).
@@ -613,10 +910,9 @@ lut_weights<Scale> lut_weights_of(const Scale* scales, const Scale* zeros,
 
 } // namespace detail
 
-// Y [n][rows] = X [n][cols] W^T with the int8 policy, by table lookup, on architecture A.
-// opt.policy must be compute::int8 (the tables are integer sums of int8 activations); the exact
-// policy is the plain kernels' (cpu::gemm on a qmatrix_view). Results do not depend on the
-// thread count.
+// Y [n][rows] = X [n][cols] W^T by table lookup on architecture A: the int8 policy (the default
+// here), or for 1-bit symmetric formats the exact one (any other policy or format:
+// status::invalid_argument). Results do not depend on the thread count.
 template <class A, class F>
 status gemm(const lut_view<F>& w, const float* x, index_t n, float* y,
             const options& opt = {1, compute::int8}) noexcept {
