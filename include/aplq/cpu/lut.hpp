@@ -236,6 +236,22 @@ inline constexpr index_t lut_prefetch_scales = 1024;
 inline constexpr index_t lut_prefetch_codes_l1 = 1024;
 inline constexpr index_t lut_prefetch_codes_l2 = 4096;
 
+// The table tiles' code prefetch for a chunk of `bytes` bytes (see above).
+APLQ_FORCE_INLINE void lut_prefetch_chunk(const std::uint8_t* chunk, index_t bytes) noexcept {
+  for (index_t l = 0; l < bytes; l += 64) {
+    APLQ_PREFETCH_L2(chunk + lut_prefetch_codes_l2 + l);
+    APLQ_PREFETCH(chunk + lut_prefetch_codes_l1 + l);
+  }
+}
+
+// A tile's 32 results (tile t, activation row k) into y, without its padding rows.
+inline void lut_store_tile(const float* out, index_t rows, index_t t, index_t k,
+                           float* y) noexcept {
+  const index_t r0 = t * lut_tile_rows;
+  std::memcpy(y + k * rows + r0, out,
+              static_cast<std::size_t>(std::min(lut_tile_rows, rows - r0)) * sizeof(float));
+}
+
 // From how many activation rows a lut_matrix of Bits bits takes the int8 panels on A (see
 // lut_panel_task). 4096x4096, one thread of a 2-vCPU Intel Xeon, weights in the last-level
 // cache, best of 20, tables against panels, us: with AVX512-VNNI, q1_g32 batch 4 626 and 677, 8
@@ -421,10 +437,7 @@ void lut_tile_avx2(const lut_weights<Scale>& w, index_t t, const activations& ac
     const index_t end = std::min(w.chunks, (g + 1) * w.chunks_per_group);
     for (index_t c = g * w.chunks_per_group; c < end; ++c) {
       const std::uint8_t* chunk = codes + c * chunk_bytes;
-      for (index_t l = 0; l < chunk_bytes; l += 64) {
-        APLQ_PREFETCH_L2(chunk + lut_prefetch_codes_l2 + l);
-        APLQ_PREFETCH(chunk + lut_prefetch_codes_l1 + l);
-      }
+      lut_prefetch_chunk(chunk, chunk_bytes);
       const std::uint8_t* ts = tab + c * 256;
       __m256i sa = _mm256_setzero_si256(), sb = _mm256_setzero_si256();
       for (int p = 0; p < K::bits; ++p) {
@@ -470,9 +483,7 @@ void lut_tile_avx2(const lut_weights<Scale>& w, index_t t, const activations& ac
   alignas(32) float out[lut_tile_rows];
   for (int v = 0; v < 4; ++v)
     _mm256_store_ps(out + 8 * v, _mm256_sub_ps(acc[v], off[v]));
-  const index_t r0 = t * lut_tile_rows;
-  const index_t rows = std::min(lut_tile_rows, w.rows - r0);
-  std::memcpy(y + k * w.rows + r0, out, static_cast<std::size_t>(rows) * sizeof(float));
+  lut_store_tile(out, w.rows, t, k, y);
 }
 #endif
 
@@ -637,10 +648,7 @@ void lut_exact_tile_avx2(const lut_weights<Scale>& w, index_t t, const float* ta
       block[q] = _mm256_setzero_ps();
     for (index_t c = b0; c < b1; ++c) {
       const std::uint8_t* chunk = codes + c * 128;
-      for (index_t l = 0; l < 128; l += 64) {
-        APLQ_PREFETCH_L2(chunk + lut_prefetch_codes_l2 + l);
-        APLQ_PREFETCH(chunk + lut_prefetch_codes_l1 + l);
-      }
+      lut_prefetch_chunk(chunk, 128);
       const float* ts = tab + c * 8 * lut_exact_table;
       for (int q = 0; q < 4; ++q) {
         __m256 pa = _mm256_setzero_ps(), pb = _mm256_setzero_ps();
@@ -670,9 +678,7 @@ void lut_exact_tile_avx2(const lut_weights<Scale>& w, index_t t, const float* ta
   alignas(32) float out[lut_tile_rows];
   for (int q = 0; q < 4; ++q)
     _mm256_store_ps(out + 8 * q, acc[q]);
-  const index_t r0 = t * lut_tile_rows;
-  const index_t rows = std::min(lut_tile_rows, w.rows - r0);
-  std::memcpy(y + k * w.rows + r0, out, static_cast<std::size_t>(rows) * sizeof(float));
+  lut_store_tile(out, w.rows, t, k, y);
 }
 #endif
 
@@ -691,10 +697,7 @@ void lut_exact_tile_avx512(const lut_weights<Scale>& w, index_t t, const float* 
     __m512 block[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
     for (index_t c = b0; c < b1; ++c) {
       const std::uint8_t* chunk = codes + c * 128;
-      for (index_t l = 0; l < 128; l += 64) {
-        APLQ_PREFETCH_L2(chunk + lut_prefetch_codes_l2 + l);
-        APLQ_PREFETCH(chunk + lut_prefetch_codes_l1 + l);
-      }
+      lut_prefetch_chunk(chunk, 128);
       const float* ts = tab + c * 8 * lut_exact_table;
       __m512 pa[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
       __m512 pb[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
@@ -726,9 +729,7 @@ void lut_exact_tile_avx512(const lut_weights<Scale>& w, index_t t, const float* 
   alignas(64) float out[lut_tile_rows];
   _mm512_store_ps(out, acc[0]);
   _mm512_store_ps(out + 16, acc[1]);
-  const index_t r0 = t * lut_tile_rows;
-  const index_t rows = std::min(lut_tile_rows, w.rows - r0);
-  std::memcpy(y + k * w.rows + r0, out, static_cast<std::size_t>(rows) * sizeof(float));
+  lut_store_tile(out, w.rows, t, k, y);
 }
 #endif
 
