@@ -410,11 +410,11 @@ void register_all(bool quick) {
             for (auto policy : {aplq::compute::exact, aplq::compute::int8})
               for (int t : thread_counts)
                 register_case(d, s, b, policy, t, true, false);
-          // The table-lookup kernels of 1- and 2-bit formats (the exact policy: 1-bit symmetric).
+          // The table-lookup kernels of 1- and 2-bit formats (the exact policy: symmetric).
           if (bits <= 2)
             for (index_t b : batches)
               for (auto policy : {aplq::compute::exact, aplq::compute::int8})
-                if (policy == aplq::compute::int8 || (bits == 1 && !zp))
+                if (policy == aplq::compute::int8 || !zp)
                   for (int t : thread_counts)
                     register_case(d, s, b, policy, t, true, true);
         }

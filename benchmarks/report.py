@@ -120,7 +120,8 @@ def write_plot(context, rows, path):
     shape = sorted({r["shape"] for r in gemv})[0] if gemv else "?"
     sel = [r for r in gemv if r["threads"] == threads and r["shape"] == shape]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for policy, lut, marker in (("exact", False, "o"), ("int8", False, "s"), ("int8", True, "^")):
+    for policy, lut, marker in (("exact", False, "o"), ("int8", False, "s"), ("exact", True, "v"),
+                                ("int8", True, "^")):
         pts = sorted((r["bits"], r["gbps"]) for r in sel
                      if r["policy"] == policy and r["format"].endswith("_lut") == lut)
         best = {}

@@ -43,7 +43,7 @@ status gemm(const any_qmatrix_view& w, const float* x, index_t n, float* y, cons
             isa which = isa::best) noexcept;
 
 // The same by table lookup on a lut_matrix (1- and 2-bit formats; the int8 policy, and the exact
-// one for 1-bit symmetric formats; see cpu/lut.hpp).
+// one for symmetric formats; see cpu/lut.hpp).
 status gemv(const cpu::any_lut_view& w, const float* x, float* y,
             const options& opt = {1, compute::int8}, isa which = isa::best) noexcept;
 status gemm(const cpu::any_lut_view& w, const float* x, index_t n, float* y,

@@ -11,7 +11,7 @@ Native API (pack once, multiply often)::
     q = aplq.quantize(w, fmt)                          # w: float [rows, cols] -> QMatrix
     q = aplq.repack(q, "cpu_striped")                  # optional: the CPU kernels' layout
     # (1 and 2 bits: aplq.repack(q, "lut") for the table-lookup kernels: policy "int8", or
-    #  "exact" for 1-bit symmetric formats)
+    #  "exact" for symmetric formats)
     y = aplq.gemv(q, x)                                # [rows] = W x
     Y = aplq.gemm(q, X, threads=0, policy="int8")      # [n, rows] = X W^T
 
@@ -143,7 +143,7 @@ def library_path():
 class Format:
     """A quantization format: bits 1/2/4/8; group 32/64/128/256 or 0 (GROUP_ROW: whole row);
     zero_point; scale 'f32' or 'f16'; layout 'sequential', 'cpu_striped' or (1 and 2 bits: the
-    table-lookup kernels, policy 'int8' or, for 1-bit symmetric formats, 'exact') 'lut'."""
+    table-lookup kernels, policy 'int8' or, for symmetric formats, 'exact') 'lut'."""
 
     def __init__(self, bits=4, group=128, zero_point=False, scale="f32", layout="sequential"):
         if scale not in _SCALES:
@@ -305,7 +305,7 @@ def _options(threads, policy):
 
 def gemv(q, x, threads=0, policy="exact"):
     """y [rows] = W x, x [cols]. threads <= 0: all cores; policy 'exact' or 'int8' (the 'lut'
-    layout: 'exact' for 1-bit symmetric formats only)."""
+    layout: 'exact' for symmetric formats only)."""
     x = _floats(x, "x", 1)
     if x.shape[0] != q.cols:
         _fail(E_INVALID_SHAPE, f"x: {x.shape[0]} values, W has {q.cols} columns")

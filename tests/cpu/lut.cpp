@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The table-lookup kernels (cpu/lut.hpp) against aplq::ref: every 1- and 2-bit format on shapes
 // off the 32-row tile and the 32-column chunk, every ISA this CPU runs, GEMV and GEMM, the int8
-// policy and (1-bit symmetric formats) the exact one; the repack read back code by code and
+// policy and (symmetric formats) the exact one; the repack read back code by code and
 // unpacked exactly; the plain int8 kernels agree up to f32 rounding; results independent of the
 // thread count; the output written exactly where it belongs; bad arguments rejected.
 #include "../testing.hpp"
@@ -22,10 +22,10 @@ struct shape {
 // chunk (31, 100, 257, 4099) and a whole 1000.
 constexpr shape shapes[] = {{1, 1}, {31, 100}, {33, 257}, {65, 1000}, {40, 4099}};
 constexpr index_t batch = 3;
-// A batch where the int8 panels take over from the tables (lut_panel_task: 2-bit formats on
-// AVX2 and AVX-512, 1-bit ones too on AVX512-VNNI): blocks of 8 or 4 activation rows and a
-// remainder.
-constexpr index_t panel_batch = 21;
+// A batch where panels take over from the tables: the int8 ones (lut_panel_task: 2-bit formats
+// on AVX2 and AVX-512, 1-bit ones too on AVX512-VNNI; blocks of 8 or 4 activation rows and a
+// remainder) and the exact policy's f32 ones (lut_exact_panel_task, every ISA).
+constexpr index_t panel_batch = 37;
 constexpr index_t guard = 16; // outputs past the end that must stay untouched
 
 template <class F>
@@ -84,7 +84,7 @@ void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatc
   CHECK(cpu::unpack(v, wrong_shape.span()) == status::invalid_shape);
 
   // The small batch takes the tables (its first row must equal the GEMV's); the panel batch the
-  // int8 panels where the ISA has them.
+  // int8 panels where the ISA has them, and the exact policy's panels.
   const std::vector<float> xp = r.normal(panel_batch * sh.k, 0.2f, 1.0f);
   const auto erased = cpu::erase(v);
   for (const auto& [n, xn] : {std::make_pair(batch, &x), std::make_pair(panel_batch, &xp)}) {
@@ -125,10 +125,10 @@ void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatc
         return dispatch::gemm(erased, xn->data(), n, out, {threads, compute::int8}, isa);
       });
 
-      // The exact policy: f32 tables of the activations themselves, for 1-bit symmetric formats;
-      // the others refuse it and leave the output alone.
+      // The exact policy: f32 tables of the activations themselves, for symmetric formats; those
+      // with a zero point refuse it and leave the output alone.
       auto ye = poisoned(n * sh.m + guard);
-      if (F::bits != 1 || F::zero_point) {
+      if (F::zero_point) {
         CHECK(dispatch::gemm(erased, xn->data(), n, ye.data(), {1, compute::exact}, isa) ==
               status::invalid_argument);
         CHECK(std::all_of(ye.begin(), ye.end(), [](float e) { return std::isnan(e); }));
@@ -139,9 +139,22 @@ void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatc
       for (index_t i = 0; i < guard; ++i)
         CHECK(std::isnan(ye[static_cast<std::size_t>(n * sh.m + i)]));
       ye.resize(static_cast<std::size_t>(n * sh.m));
-      const auto exact_worst = worst_outside(ye, expect, lut_exact_bound(q.view(), *xn, n));
+      const bool exact_panels = n >= cpu::detail::lut_exact_panel_min_batch<F::bits>;
+      CHECK(exact_panels == (n == panel_batch));
+      const auto exact_worst = worst_outside(ye, expect,
+                                             exact_panels ? exact_bound(q.view(), *xn, n, true)
+                                                          : lut_exact_bound(q.view(), *xn, n));
       INFO("exact: worst output ", exact_worst.first, " exceeds its bound by ", exact_worst.second);
       CHECK(exact_worst.first == -1);
+      if (exact_panels) {
+        // The panels hold the plain kernels' dequantized weights, columns in the same order as
+        // the striped layout's (the sequential one's 2-bit chunks take theirs in another order,
+        // which rounds differently): its results, bit for bit.
+        std::vector<float> plain_exact(ye.size());
+        REQUIRE(dispatch::gemm(dispatch::erase(qs.view()), xn->data(), n, plain_exact.data(),
+                               {1, compute::exact}, isa) == status::ok);
+        CHECK(std::memcmp(plain_exact.data(), ye.data(), ye.size() * sizeof(float)) == 0);
+      }
       if (n == batch) {
         auto y1 = poisoned(sh.m + guard);
         REQUIRE(dispatch::gemv(erased, xn->data(), y1.data(), {1, compute::exact}, isa) ==
@@ -179,7 +192,8 @@ TEST_CASE("cpu/lut: every 1- and 2-bit format and ISA against the oracle") {
 
 // The header-only entry points, on the architecture this file is compiled for.
 TEST_CASE_TEMPLATE("cpu/lut, static dispatch: header-only entry points against the oracle", F,
-                   q1_g32, format<2, 64, true, half>, format<1, whole_row, true, float>) {
+                   q1_g32, format<2, 64, true, half>, format<1, whole_row, true, float>,
+                   format<2, 128, false, half>) {
   rng r(6006);
   const index_t m = 45, k = 333, n = 2;
   const auto w = r.normal(m * k), x = r.normal(n * k);
@@ -199,7 +213,7 @@ TEST_CASE_TEMPLATE("cpu/lut, static dispatch: header-only entry points against t
   REQUIRE(gemv(lut.view(), x.data(), y1.data()) == status::ok);
   CHECK(std::memcmp(y1.data(), y.data(), static_cast<std::size_t>(m) * sizeof(float)) == 0);
   auto ye = poisoned(n * m);
-  if (F::bits == 1 && !F::zero_point) {
+  if (!F::zero_point) {
     REQUIRE(gemm(lut.view(), x.data(), n, ye.data(), {2, compute::exact}) == status::ok);
     CHECK(worst_outside(ye, expect, lut_exact_bound(q.view(), x, n)).first == -1);
   } else {

@@ -108,8 +108,8 @@ def test_lut_layout(fmt, shape):
     if fmt.zero_point:
         np.testing.assert_array_equal(back.zeros, q.zeros)
     np.testing.assert_array_equal(aplq.dequantize(lut), aplq.dequantize(q))
-    # the exact policy: 1-bit symmetric formats only
-    exact = fmt.bits == 1 and not fmt.zero_point
+    # the exact policy: symmetric formats only
+    exact = not fmt.zero_point
     for threads, policy in itertools.product([1, 0], ["int8", "exact"] if exact else ["int8"]):
         plain = q.gemm(x, threads=threads, policy=policy)
         assert rel_l2(lut.gemm(x, threads=threads, policy=policy), plain) <= 1e-5

@@ -117,13 +117,13 @@ def main():
         rc, out, err = run(tool, "--quick", "--isa", isa, "--json")
         if rc != 0 or json.loads(out)["kernels"] != [isa, isa + "-lut"]:
             fail("--isa %s: exit %d, stderr %r" % (isa, rc, err))
-        # The table lookup checks 1- and 2-bit formats under the int8 policy, 1-bit symmetric ones
-        # under the exact policy too, and nothing else.
+        # The table lookup checks 1- and 2-bit formats under the int8 policy, symmetric ones under
+        # the exact policy too (both widths), and nothing else.
         lut = [(e["format"]["bits"], e["format"]["zero_point"], k["policy"])
                for e in report["layers"] + report["attention"]
                for k in e["kernels"] if k["kernel"].endswith("-lut")]
-        if (not lut or not any(p == "exact" for _, _, p in lut)
-                or any(b > 2 or (p == "exact" and (b != 1 or z)) or p not in ("exact", "int8")
+        if (not lut or {b for b, _, p in lut if p == "exact"} != {1, 2}
+                or any(b > 2 or (p == "exact" and z) or p not in ("exact", "int8")
                        for b, z, p in lut)):
             fail("table-lookup checks: %r" % lut[:4])
 

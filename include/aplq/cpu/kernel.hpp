@@ -650,13 +650,15 @@ APLQ_FORCE_INLINE void panel_chunk(const float* wp, index_t ldw, const float* xp
       (fb::load_aligned(blk + i * NR + v * S) + acc[i][v]).store_aligned(blk + i * NR + v * S);
 }
 
-// Rows [r0, r1) against every activation row, by panels.
-template <class F, class A, class Scale>
-void panel_task(const weights<Scale>& w, index_t r0, index_t r1, const activations& act,
-                float* y) noexcept {
-  using VA = vector_arch<A>;
-  using fb = xsimd::batch<float, VA>;
-  constexpr int V = chunk_codes / static_cast<int>(fb::size), NR = panel_width<A>;
+// Rows [r0, r1) of a matrix of `rows` rows against every activation row, by panels, with the
+// weight panels from fill(r, i, c0, c1, out): row r + i's weights w = a * (u - c) of chunks
+// [c0, c1) into out, 32 per chunk, vector aligned (also the table-lookup layout's, cpu/lut.hpp).
+// False, having written nothing, when the buffers cannot be allocated.
+template <class A, class Fill>
+bool exact_panels(index_t r0, index_t r1, index_t rows, const activations& act, float* y,
+                  Fill&& fill) noexcept {
+  using fb = xsimd::batch<float, vector_arch<A>>;
+  constexpr int NR = panel_width<A>;
   constexpr int panel_rows = detail::panel_rows<A>;
   constexpr index_t ldw = panel_chunks * chunk_codes;
   const index_t padded = act.chunks * chunk_codes;
@@ -672,17 +674,8 @@ void panel_task(const weights<Scale>& w, index_t r0, index_t r1, const activatio
     tot.assign(static_cast<std::size_t>(acc_size), 0.0f);
     wbuf.resize(static_cast<std::size_t>(panel_rows * ldw));
   } catch (const std::bad_alloc&) {
-    // No memory for the panels: the tile kernels need none.
-    index_t r = r0;
-    for (; r + batch_row_tile <= r1; r += batch_row_tile)
-      for (index_t n = 0; n < act.n; ++n)
-        tile_exact<F, A, batch_row_tile, 1>(w, r, act, n, y);
-    for (; r < r1; ++r)
-      for (index_t n = 0; n < act.n; ++n)
-        tile_exact<F, A, 1, 1>(w, r, act, n, y);
-    return;
+    return false;
   }
-  alignas(64) std::uint8_t tail[chunk_codes];
   auto fold = [&] {
     for (index_t e = 0; e < acc_size; e += fb::size) {
       (fb::load_aligned(tot.data() + e) + fb::load_aligned(blk.data() + e))
@@ -696,27 +689,13 @@ void panel_task(const weights<Scale>& w, index_t r0, index_t r1, const activatio
     for (index_t rg = 0; rg < row_groups; ++rg) {
       const index_t r = r0 + rg * panel_rows;
       const int mr = static_cast<int>(std::min<index_t>(panel_rows, r1 - r));
-      // The weight panel: rows r .. r + mr, chunks c0 .. c1, w = a * (u - c); rows past mr
-      // are zero.
+      // The weight panel: rows r .. r + mr, chunks c0 .. c1; rows past mr are zero.
       for (int i = 0; i < panel_rows; ++i) {
         float* out = wbuf.data() + i * ldw;
-        if (i >= mr) {
+        if (i >= mr)
           std::fill(out, out + (c1 - c0) * chunk_codes, 0.0f);
-          continue;
-        }
-        const std::uint8_t* row = w.codes + (r + i) * w.row_bytes;
-        index_t g = -1;
-        float a = 0.0f, c = 0.0f;
-        for (index_t ch = c0; ch < c1; ++ch) {
-          if (ch / w.chunks_per_group != g) {
-            g = ch / w.chunks_per_group;
-            group_affine<F, A>(w, r + i, g, a, c);
-          }
-          fb wv[V];
-          dequantize_chunk<F, VA>(chunk_at<F, A>(row, w.row_bytes, ch, tail), c, wv, VA{});
-          for (int v = 0; v < V; ++v)
-            (wv[v] * fb(a)).store_aligned(out + (ch - c0) * chunk_codes + v * fb::size);
-        }
+        else
+          fill(r, i, c0, c1, out);
       }
       float* group_blk = blk.data() + rg * panels * panel_rows * NR;
       for (index_t ch = c0; ch < c1; ++ch)
@@ -736,9 +715,45 @@ void panel_task(const weights<Scale>& w, index_t r0, index_t r1, const activatio
       const float* t = tot.data() + (rg * panels + p) * panel_rows * NR;
       for (int l = 0; l < NR && p * NR + l < act.n; ++l)
         for (int i = 0; i < mr; ++i)
-          y[(p * NR + l) * w.rows + r + i] = t[i * NR + l];
+          y[(p * NR + l) * rows + r + i] = t[i * NR + l];
     }
   }
+  return true;
+}
+
+// Rows [r0, r1) against every activation row, by panels.
+template <class F, class A, class Scale>
+void panel_task(const weights<Scale>& w, index_t r0, index_t r1, const activations& act,
+                float* y) noexcept {
+  using VA = vector_arch<A>;
+  using fb = xsimd::batch<float, VA>;
+  constexpr int V = chunk_codes / static_cast<int>(fb::size);
+  alignas(64) std::uint8_t tail[chunk_codes];
+  const auto fill = [&](index_t r, int i, index_t c0, index_t c1, float* out) {
+    const std::uint8_t* row = w.codes + (r + i) * w.row_bytes;
+    index_t g = -1;
+    float a = 0.0f, c = 0.0f;
+    for (index_t ch = c0; ch < c1; ++ch) {
+      if (ch / w.chunks_per_group != g) {
+        g = ch / w.chunks_per_group;
+        group_affine<F, A>(w, r + i, g, a, c);
+      }
+      fb wv[V];
+      dequantize_chunk<F, VA>(chunk_at<F, A>(row, w.row_bytes, ch, tail), c, wv, VA{});
+      for (int v = 0; v < V; ++v)
+        (wv[v] * fb(a)).store_aligned(out + (ch - c0) * chunk_codes + v * fb::size);
+    }
+  };
+  if (exact_panels<A>(r0, r1, w.rows, act, y, fill))
+    return;
+  // No memory for the panels: the tile kernels need none.
+  index_t r = r0;
+  for (; r + batch_row_tile <= r1; r += batch_row_tile)
+    for (index_t n = 0; n < act.n; ++n)
+      tile_exact<F, A, batch_row_tile, 1>(w, r, act, n, y);
+  for (; r < r1; ++r)
+    for (index_t n = 0; n < act.n; ++n)
+      tile_exact<F, A, 1, 1>(w, r, act, n, y);
 }
 
 // ---- The int8 policy at large batch: transposed code panels ----

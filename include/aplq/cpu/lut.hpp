@@ -8,8 +8,8 @@
 // Under the int8 policy, results are those of cpu::gemm: the activations are quantized per
 // 32-element chunk exactly as there, table entries are exact integer sums, and a chunk's integer
 // dot product is exact. Only the f32 summation order of the chunk and group terms differs. The
-// exact policy, for 1-bit symmetric formats, has tables of f32 sums of its own ("The exact
-// policy" below); other formats give status::invalid_argument there.
+// exact policy, for symmetric formats, has tables of f32 sums of its own ("The exact policy"
+// below); formats with a zero point give status::invalid_argument there.
 //
 // Packed layout of a lut_matrix with B bits (1 or 2), T = 32 rows per tile, chunks of 32 columns:
 //   codes  [tile][chunk][plane 0..B-1][block 0..3][32 bytes]
@@ -30,6 +30,7 @@
 #include <exception>
 #include <limits>
 #include <new>
+#include <numeric>
 #include <type_traits>
 #include <vector>
 
@@ -499,30 +500,40 @@ APLQ_FORCE_INLINE void lut_tile(const lut_weights<Scale>& w, index_t t, const ac
   lut_tile_scalar<K, A>(w, t, act, tables, k, y);
 }
 
-// ---- The exact policy: tables of f32 sums (1-bit symmetric formats) ----
+// ---- The exact policy: tables of f32 sums (symmetric formats) ----
 //
-// The same lookup with the activations as they are. A 1-bit symmetric weight is w = a * (b - 1/2)
-// (a = 2s, b the code bit), so per step a table of 16 f32 sums of the step's 4 activations
-//   T[e] = A[e & 3] + B[e >> 2],  A = (-x0 - x1, x0 - x1, x1 - x0, x0 + x1) / 2,  B the same of
-// x2, x3, holds T[e] = sum over q of (bit q of e - 1/2) x_q: the products w x / a themselves, so
-// the sums are as well conditioned as the plain kernels' (relative to sum |w x|). A permute
-// (vpermps) looks up 16 rows' entries at once (8 on AVX2, where it takes A[e & 3] and B[e >> 2]
-// apart). The tables take 512 bytes per 32 columns.
+// The same lookup with the activations as they are. A symmetric weight is w = a * v with v a sum
+// over the code's bit planes of a part per bit (lut_exact_part):
+//   1 bit:  w = 2s * (b - 1/2)                       (a = 2s, parts -1/2 and +1/2)
+//   2 bits: w = s * (u - 2) = s * (b0 + 2 (b1 - 1))  (a = s, plane 0: 0 and 1, plane 1: -2 and 0)
+// so per step and plane a table of 16 f32 sums of the step's 4 activations
+//   T[e] = A[e & 3] + B[e >> 2],  A[i] = part(bit 0 of i) x0 + part(bit 1 of i) x1,  B the same
+// of x2, x3, holds sum over q of part(bit q of e) x_q. Every part is 0 where the weight is 0, and
+// at most 3 |v| in all (v = -1 is 1 - 2), so the sums are as well conditioned as the plain
+// kernels' (relative to sum |w x|). A permute (vpermps) looks up 16 rows' entries at once (8 on
+// AVX2, where it takes A[e & 3] and B[e >> 2] apart). The tables take 512 bytes per plane and 32
+// columns.
 //
-// Only 1-bit symmetric formats: with more bits or a zero point, w = a * (u - c) splits into the
-// same signed-bit sums less a * (c - h) * sum x (h the middle code), and that subtraction cancels
-// where weights are mostly zero: 1-bit zero-point rows quantized to z = 0 or 1 lost 1.1-1.7e-6
-// (rel-L2) in aplq-accuracy's suite, beyond the exact policy's 1e-6, and ternary 2-bit rows (u - c
-// = 0 for most weights) are the same case.
+// Not with a zero point: w = s * (u - z) with z per row and group has no parts shared by all rows,
+// and splitting off s * z * sum x (as the int8 policy does) cancels where weights are mostly
+// zero: 1-bit zero-point rows quantized to z = 0 or 1 lost 1.1-1.7e-6 (rel-L2) in aplq-accuracy's
+// suite that way, beyond the exact policy's 1e-6. The same offset split for 2-bit symmetric
+// codes (parts +-1/2 on both planes, less sum x / 2) fails the same way on ternary rows.
 //
-// Summation: a chunk's 8 lookups are summed in registers, chunks into a block of at most
+// Summation: a chunk's 8 * bits lookups are summed in registers, chunks into a block of at most
 // lut_exact_block chunks of one group, blocks (scaled by a) into the row, as the plain exact
 // kernels do.
 inline constexpr index_t lut_exact_block = 32;
-inline constexpr index_t lut_exact_table = 16; // floats per step
+inline constexpr index_t lut_exact_table = 16; // floats per step and plane
 
 template <class K>
-inline constexpr bool lut_exact_serves = K::bits == 1 && !K::zero_point;
+inline constexpr bool lut_exact_serves = !K::zero_point;
+
+// What bit b of plane p contributes to w / a (see above).
+constexpr float lut_exact_part(int bits, int plane, unsigned b) noexcept {
+  return bits == 1 ? (b != 0 ? 0.5f : -0.5f)
+                   : (plane == 0 ? (b != 0 ? 1.0f : 0.0f) : (b != 0 ? 0.0f : -2.0f));
+}
 
 template <class A>
 inline constexpr bool lut_exact_whole_tables =
@@ -531,55 +542,61 @@ inline constexpr bool lut_exact_whole_tables =
 #endif
     !std::is_base_of<xsimd::avx2, vector_arch<A>>::value;
 
-// Per activation row, the tables of every step: [n][chunks * 8][16] floats (whole tables, or
-// (A, A, B, B) for the AVX2 tile).
-template <class A>
+// Per activation row, the tables of every step and plane: [n][chunks * 8][Bits][16] floats
+// (whole tables, or (A, A, B, B) for the AVX2 tile).
+template <class A, int Bits>
 void build_exact_tables(const float* x, index_t n, index_t cols, index_t chunks,
                         float* tables) noexcept {
   const index_t steps = chunks * (chunk_codes / 4);
   for (index_t k = 0; k < n; ++k) {
     const float* xk = x + k * cols;
-    float* t = tables + k * steps * lut_exact_table;
+    float* t = tables + k * steps * Bits * lut_exact_table;
     index_t s = 0;
 #if defined(__SSE2__)
     // The same sums four at a time, while the step's 4 activations are all inside the row.
-    const __m128 half = _mm_set1_ps(0.5f);
-    const __m128 sign0 = _mm_setr_ps(-1.0f, 1.0f, -1.0f, 1.0f);
-    const __m128 sign1 = _mm_setr_ps(-1.0f, -1.0f, 1.0f, 1.0f);
-    for (; 4 * s + 4 <= cols; ++s, t += lut_exact_table) {
-      const __m128 v = _mm_mul_ps(_mm_loadu_ps(xk + 4 * s), half);
-      const __m128 a = _mm_add_ps(_mm_mul_ps(sign0, _mm_shuffle_ps(v, v, 0x00)),
-                                  _mm_mul_ps(sign1, _mm_shuffle_ps(v, v, 0x55)));
-      const __m128 b = _mm_add_ps(_mm_mul_ps(sign0, _mm_shuffle_ps(v, v, 0xaa)),
-                                  _mm_mul_ps(sign1, _mm_shuffle_ps(v, v, 0xff)));
-      if constexpr (lut_exact_whole_tables<A>) {
-        _mm_storeu_ps(t, _mm_add_ps(a, _mm_shuffle_ps(b, b, 0x00)));
-        _mm_storeu_ps(t + 4, _mm_add_ps(a, _mm_shuffle_ps(b, b, 0x55)));
-        _mm_storeu_ps(t + 8, _mm_add_ps(a, _mm_shuffle_ps(b, b, 0xaa)));
-        _mm_storeu_ps(t + 12, _mm_add_ps(a, _mm_shuffle_ps(b, b, 0xff)));
-      } else {
-        _mm_storeu_ps(t, a);
-        _mm_storeu_ps(t + 4, a);
-        _mm_storeu_ps(t + 8, b);
-        _mm_storeu_ps(t + 12, b);
+    for (; 4 * s + 4 <= cols; ++s) {
+      const __m128 v = _mm_loadu_ps(xk + 4 * s);
+      for (int p = 0; p < Bits; ++p, t += lut_exact_table) {
+        const float lo = lut_exact_part(Bits, p, 0), hi = lut_exact_part(Bits, p, 1);
+        const __m128 part0 = _mm_setr_ps(lo, hi, lo, hi), part1 = _mm_setr_ps(lo, lo, hi, hi);
+        const __m128 a = _mm_add_ps(_mm_mul_ps(part0, _mm_shuffle_ps(v, v, 0x00)),
+                                    _mm_mul_ps(part1, _mm_shuffle_ps(v, v, 0x55)));
+        const __m128 b = _mm_add_ps(_mm_mul_ps(part0, _mm_shuffle_ps(v, v, 0xaa)),
+                                    _mm_mul_ps(part1, _mm_shuffle_ps(v, v, 0xff)));
+        if constexpr (lut_exact_whole_tables<A>) {
+          _mm_storeu_ps(t, _mm_add_ps(a, _mm_shuffle_ps(b, b, 0x00)));
+          _mm_storeu_ps(t + 4, _mm_add_ps(a, _mm_shuffle_ps(b, b, 0x55)));
+          _mm_storeu_ps(t + 8, _mm_add_ps(a, _mm_shuffle_ps(b, b, 0xaa)));
+          _mm_storeu_ps(t + 12, _mm_add_ps(a, _mm_shuffle_ps(b, b, 0xff)));
+        } else {
+          _mm_storeu_ps(t, a);
+          _mm_storeu_ps(t + 4, a);
+          _mm_storeu_ps(t + 8, b);
+          _mm_storeu_ps(t + 12, b);
+        }
       }
     }
 #endif
-    for (; s < steps; ++s, t += lut_exact_table) {
+    for (; s < steps; ++s) {
       float v[4];
       for (int q = 0; q < 4; ++q) {
         const index_t j = 4 * s + q;
-        v[q] = j < cols ? 0.5f * xk[j] : 0.0f;
+        v[q] = j < cols ? xk[j] : 0.0f;
       }
-      const float a[4] = {-v[0] - v[1], v[0] - v[1], v[1] - v[0], v[0] + v[1]};
-      const float b[4] = {-v[2] - v[3], v[2] - v[3], v[3] - v[2], v[2] + v[3]};
-      if constexpr (lut_exact_whole_tables<A>) {
-        for (int e = 0; e < 16; ++e)
-          t[e] = a[e & 3] + b[e >> 2];
-      } else {
-        for (int e = 0; e < 4; ++e) {
-          t[e] = t[4 + e] = a[e];
-          t[8 + e] = t[12 + e] = b[e];
+      for (int p = 0; p < Bits; ++p, t += lut_exact_table) {
+        float a[4], b[4];
+        for (unsigned i = 0; i < 4; ++i) {
+          a[i] = lut_exact_part(Bits, p, i & 1u) * v[0] + lut_exact_part(Bits, p, i >> 1) * v[1];
+          b[i] = lut_exact_part(Bits, p, i & 1u) * v[2] + lut_exact_part(Bits, p, i >> 1) * v[3];
+        }
+        if constexpr (lut_exact_whole_tables<A>) {
+          for (int e = 0; e < 16; ++e)
+            t[e] = a[e & 3] + b[e >> 2];
+        } else {
+          for (int e = 0; e < 4; ++e) {
+            t[e] = t[4 + e] = a[e];
+            t[8 + e] = t[12 + e] = b[e];
+          }
         }
       }
     }
@@ -605,17 +622,20 @@ void lut_exact_tile_scalar(const lut_weights<Scale>& w, index_t t, const float* 
                            float* y) noexcept {
   const std::uint8_t* codes = w.codes + t * w.tile_bytes;
   const Scale* sc = w.scales + t * w.groups * lut_tile_rows;
-  const float* tab = tables + k * w.chunks * 8 * lut_exact_table;
+  constexpr int B = K::bits;
+  const float* tab = tables + k * w.chunks * 8 * B * lut_exact_table;
   float acc[lut_tile_rows] = {};
   lut_exact_blocks(w.chunks, w.chunks_per_group, [&](index_t g, index_t b0, index_t b1) {
     for (int i = 0; i < lut_tile_rows; ++i) {
       float block = 0.0f;
       for (index_t c = b0; c < b1; ++c) {
         float chunk = 0.0f;
-        for (int s = 0; s < 8; ++s) {
-          const unsigned e = (codes[c * 128 + s / 2 * 32 + i] >> (s % 2 * 4)) & 0xfu;
-          chunk += tab[(c * 8 + s) * lut_exact_table + e];
-        }
+        for (int s = 0; s < 8; ++s)
+          for (int p = 0; p < B; ++p) {
+            const std::uint8_t code = codes[(c * B + p) * 128 + s / 2 * 32 + i];
+            const unsigned e = (code >> (s % 2 * 4)) & 0xfu;
+            chunk += tab[((c * 8 + s) * B + p) * lut_exact_table + e];
+          }
         block += chunk;
       }
       float a, unused;
@@ -631,13 +651,15 @@ void lut_exact_tile_scalar(const lut_weights<Scale>& w, index_t t, const float* 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 // The AVX2 tile: rows by eights (quarters of the tile). A code byte's low and high nibbles index
 // two steps; vpermps (which reads bits 0-2) on the byte finds A[e & 3] in (A, A), on the byte >> 2
-// B[e >> 2] in (B, B), and on >> 4, >> 6 the same for the high nibble.
+// B[e >> 2] in (B, B), and on >> 4, >> 6 the same for the high nibble. Each plane sums into two
+// registers of its own.
 template <class K, class Scale>
 void lut_exact_tile_avx2(const lut_weights<Scale>& w, index_t t, const float* tables, index_t k,
                          float* y) noexcept {
   const std::uint8_t* codes = w.codes + t * w.tile_bytes;
   const Scale* sc = w.scales + t * w.groups * lut_tile_rows;
-  const float* tab = tables + k * w.chunks * 8 * lut_exact_table;
+  constexpr int B = K::bits;
+  const float* tab = tables + k * w.chunks * 8 * B * lut_exact_table;
   __m256 acc[4];
   for (int q = 0; q < 4; ++q)
     acc[q] = _mm256_setzero_ps();
@@ -647,25 +669,31 @@ void lut_exact_tile_avx2(const lut_weights<Scale>& w, index_t t, const float* ta
     for (int q = 0; q < 4; ++q)
       block[q] = _mm256_setzero_ps();
     for (index_t c = b0; c < b1; ++c) {
-      const std::uint8_t* chunk = codes + c * 128;
-      lut_prefetch_chunk(chunk, 128);
-      const float* ts = tab + c * 8 * lut_exact_table;
+      const std::uint8_t* chunk = codes + c * B * 128;
+      lut_prefetch_chunk(chunk, B * 128);
+      const float* ts = tab + c * 8 * B * lut_exact_table;
       for (int q = 0; q < 4; ++q) {
-        __m256 pa = _mm256_setzero_ps(), pb = _mm256_setzero_ps();
-        for (int b = 0; b < 4; ++b) {
-          const __m256i e = _mm256_cvtepu8_epi32(
-              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(chunk + 32 * b + 8 * q)));
-          const float* lo = ts + 2 * b * lut_exact_table;
-          const float* hi = lo + lut_exact_table;
-          pa = _mm256_add_ps(pa, _mm256_permutevar8x32_ps(_mm256_loadu_ps(lo), e));
-          pb = _mm256_add_ps(
-              pb, _mm256_permutevar8x32_ps(_mm256_loadu_ps(lo + 8), _mm256_srli_epi32(e, 2)));
-          pa = _mm256_add_ps(
-              pa, _mm256_permutevar8x32_ps(_mm256_loadu_ps(hi), _mm256_srli_epi32(e, 4)));
-          pb = _mm256_add_ps(
-              pb, _mm256_permutevar8x32_ps(_mm256_loadu_ps(hi + 8), _mm256_srli_epi32(e, 6)));
-        }
-        block[q] = _mm256_add_ps(block[q], _mm256_add_ps(pa, pb));
+        __m256 pa[B], pb[B];
+        for (int p = 0; p < B; ++p)
+          pa[p] = pb[p] = _mm256_setzero_ps();
+        for (int b = 0; b < 4; ++b)
+          for (int p = 0; p < B; ++p) {
+            const __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                reinterpret_cast<const __m128i*>(chunk + p * 128 + 32 * b + 8 * q)));
+            const float* lo = ts + (2 * b * B + p) * lut_exact_table;
+            const float* hi = lo + B * lut_exact_table;
+            pa[p] = _mm256_add_ps(pa[p], _mm256_permutevar8x32_ps(_mm256_loadu_ps(lo), e));
+            pb[p] = _mm256_add_ps(
+                pb[p], _mm256_permutevar8x32_ps(_mm256_loadu_ps(lo + 8), _mm256_srli_epi32(e, 2)));
+            pa[p] = _mm256_add_ps(
+                pa[p], _mm256_permutevar8x32_ps(_mm256_loadu_ps(hi), _mm256_srli_epi32(e, 4)));
+            pb[p] = _mm256_add_ps(
+                pb[p], _mm256_permutevar8x32_ps(_mm256_loadu_ps(hi + 8), _mm256_srli_epi32(e, 6)));
+          }
+        __m256 sum = _mm256_add_ps(pa[0], pb[0]);
+        if constexpr (B == 2)
+          sum = _mm256_add_ps(sum, _mm256_add_ps(pa[1], pb[1]));
+        block[q] = _mm256_add_ps(block[q], sum);
       }
     }
     for (int q = 0; q < 4; ++q) {
@@ -690,27 +718,29 @@ void lut_exact_tile_avx512(const lut_weights<Scale>& w, index_t t, const float* 
                            float* y) noexcept {
   const std::uint8_t* codes = w.codes + t * w.tile_bytes;
   const Scale* sc = w.scales + t * w.groups * lut_tile_rows;
-  const float* tab = tables + k * w.chunks * 8 * lut_exact_table;
+  constexpr int B = K::bits;
+  const float* tab = tables + k * w.chunks * 8 * B * lut_exact_table;
   __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
   lut_exact_blocks(w.chunks, w.chunks_per_group, [&](index_t g, index_t b0, index_t b1) {
     APLQ_PREFETCH(sc + g * lut_tile_rows + lut_prefetch_scales / sizeof(Scale));
     __m512 block[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
     for (index_t c = b0; c < b1; ++c) {
-      const std::uint8_t* chunk = codes + c * 128;
-      lut_prefetch_chunk(chunk, 128);
-      const float* ts = tab + c * 8 * lut_exact_table;
+      const std::uint8_t* chunk = codes + c * B * 128;
+      lut_prefetch_chunk(chunk, B * 128);
+      const float* ts = tab + c * 8 * B * lut_exact_table;
       __m512 pa[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
       __m512 pb[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-      for (int b = 0; b < 4; ++b) {
-        const __m512 lo = _mm512_loadu_ps(ts + 2 * b * lut_exact_table);
-        const __m512 hi = _mm512_loadu_ps(ts + (2 * b + 1) * lut_exact_table);
-        for (int h = 0; h < 2; ++h) {
-          const __m512i e = _mm512_cvtepu8_epi32(
-              _mm_loadu_si128(reinterpret_cast<const __m128i*>(chunk + 32 * b + 16 * h)));
-          pa[h] = _mm512_add_ps(pa[h], _mm512_permutexvar_ps(e, lo));
-          pb[h] = _mm512_add_ps(pb[h], _mm512_permutexvar_ps(_mm512_srli_epi32(e, 4), hi));
+      for (int b = 0; b < 4; ++b)
+        for (int p = 0; p < B; ++p) {
+          const __m512 lo = _mm512_loadu_ps(ts + (2 * b * B + p) * lut_exact_table);
+          const __m512 hi = _mm512_loadu_ps(ts + ((2 * b + 1) * B + p) * lut_exact_table);
+          for (int h = 0; h < 2; ++h) {
+            const __m512i e = _mm512_cvtepu8_epi32(_mm_loadu_si128(
+                reinterpret_cast<const __m128i*>(chunk + p * 128 + 32 * b + 16 * h)));
+            pa[h] = _mm512_add_ps(pa[h], _mm512_permutexvar_ps(e, lo));
+            pb[h] = _mm512_add_ps(pb[h], _mm512_permutexvar_ps(_mm512_srli_epi32(e, 4), hi));
+          }
         }
-      }
       for (int h = 0; h < 2; ++h)
         block[h] = _mm512_add_ps(block[h], _mm512_add_ps(pa[h], pb[h]));
     }
@@ -751,24 +781,124 @@ APLQ_FORCE_INLINE void lut_exact_tile(const lut_weights<Scale>& w, index_t t, co
   lut_exact_tile_scalar<K, A>(w, t, tables, k, y);
 }
 
-// The exact policy on a lut_matrix of a 1-bit symmetric format: the tables once per call, then
-// the tiles.
+// panel(t0, t1) for the tiles of every task of `block` tiles; true when every task could take its
+// panels. Otherwise `left` marks the tasks that could not (all of them when `left` itself could
+// not be allocated: it is empty then), for the tables to do.
+template <class Panel>
+bool lut_panels_first(index_t tiles, index_t block, int threads, std::vector<unsigned char>& left,
+                      Panel&& panel) noexcept {
+  const index_t tasks = (tiles + block - 1) / block;
+  try {
+    left.assign(static_cast<std::size_t>(tasks), 0);
+  } catch (const std::bad_alloc&) {
+    left.clear();
+    return false;
+  }
+  auto task = [&](index_t b) noexcept {
+    left[static_cast<std::size_t>(b)] = !panel(b * block, std::min(tiles, (b + 1) * block));
+  };
+  thread_pool::global().run(threads, tasks, task);
+  return std::find(left.begin(), left.end(), 1) == left.end();
+}
+
+// From how many activation rows the exact policy on a lut_matrix takes the plain kernels' f32
+// panels (kernel.hpp, exact_panels: the weights dequantized once per call for all activation
+// rows) instead of the tables, which cost the same for every activation row. 4096x4096, 2
+// threads, out of cache, tables against the plain layout's panels, ms: 2-bit group 128 with
+// AVX-512 batch 16 4.3 and 3.4, AVX2 8.8 and 3.9; 1-bit group 128 with AVX-512 batch 16 1.8 and
+// 3.4, batch 64 10.5 and 9.8, AVX2 batch 16 3.3 and 3.9, batch 64 15.2 and 13.1.
+template <int Bits>
+inline constexpr index_t lut_exact_panel_min_batch = Bits == 2 ? panel_min_batch : 32;
+
+// Tiles [t0, t1) against every activation row, by the plain kernels' panels: a row's bits of a
+// plane and chunk are 4 bytes of the tile, one per block, whose 32 bits are the chunk's columns
+// in order (byte k holds columns 8k .. 8k + 7, low nibble first). So the panels hold the same
+// w = a * (u - c) as the plain layout's, and the results are theirs bit for bit. False, having
+// written nothing, when the panel buffers cannot be allocated.
+template <class K, class A, class Scale>
+bool lut_exact_panel_task(const lut_weights<Scale>& w, index_t t0, index_t t1,
+                          const activations& act, float* y) noexcept {
+  using VA = vector_arch<A>;
+  using fb = xsimd::batch<float, VA>;
+  using ib = xsimd::batch<std::int32_t, VA>;
+  constexpr int S = static_cast<int>(fb::size), V = chunk_codes / S;
+  alignas(64) static constexpr std::int32_t lane[chunk_codes] = {
+      0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+      16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+  const auto fill = [&](index_t r, int i, index_t c0, index_t c1, float* out) {
+    const index_t row = r + i, t = row / lut_tile_rows, i0 = row % lut_tile_rows;
+    const std::uint8_t* tile = w.codes + t * w.tile_bytes;
+    const Scale* sc = w.scales + t * w.groups * lut_tile_rows;
+    const Scale* zeros = K::zero_point ? w.zeros + t * w.groups * lut_tile_rows : nullptr;
+    index_t g = -1;
+    float a = 0.0f, c = 0.0f;
+    for (index_t ch = c0; ch < c1; ++ch) {
+      if (ch / w.chunks_per_group != g) {
+        g = ch / w.chunks_per_group;
+        lut_affine<K, A>(sc, zeros, g * lut_tile_rows + i0, a, c);
+      }
+      const std::uint8_t* planes = tile + ch * K::bits * 128 + i0;
+      std::int32_t bits[K::bits];
+      for (int p = 0; p < K::bits; ++p) {
+        const std::uint8_t* b = planes + p * 128;
+        bits[p] =
+            static_cast<std::int32_t>(std::uint32_t{b[0]} | std::uint32_t{b[32]} << 8 |
+                                      std::uint32_t{b[64]} << 16 | std::uint32_t{b[96]} << 24);
+      }
+      for (int v = 0; v < V; ++v) {
+        const ib shift = ib::load_aligned(lane + v * S);
+        ib u = (ib(bits[0]) >> shift) & ib(1);
+        if constexpr (K::bits == 2)
+          u += ((ib(bits[1]) >> shift) & ib(1)) << 1;
+        ((xsimd::to_float(u) - fb(c)) * fb(a)).store_aligned(out + (ch - c0) * chunk_codes + v * S);
+      }
+    }
+  };
+  return exact_panels<A>(t0 * lut_tile_rows, std::min(w.rows, t1 * lut_tile_rows), w.rows, act, y,
+                         fill);
+}
+
+// The exact policy on a lut_matrix of a symmetric format: the tables once per call, then the
+// tiles; from lut_exact_panel_min_batch activation rows on, the panels (tasks that cannot
+// allocate theirs fall back to the tables).
 template <class K, class A, class Scale>
 status lut_exact_run(const lut_weights<Scale>& w, const float* x, index_t n, float* y,
                      const options& opt) noexcept {
-  static_assert(lut_exact_serves<K>, "lut_exact_run: 1-bit symmetric formats only");
+  static_assert(lut_exact_serves<K>, "lut_exact_run: symmetric formats only");
+  // Tasks of whole tiles and, where it can be done in few tiles, whole panel row groups.
+  constexpr index_t per_group = panel_rows<A> / std::gcd<index_t>(lut_tile_rows, panel_rows<A>);
+  const bool panels = n >= lut_exact_panel_min_batch<K::bits>;
+  index_t block = std::max<index_t>(1, w.tiles / 64);
+  if (panels && per_group <= 4)
+    block = (block + per_group - 1) / per_group * per_group;
+  const index_t tasks = (w.tiles + block - 1) / block;
+  std::vector<unsigned char> left;
+  if (panels) {
+    // Per calling thread, reused across calls (see run in kernel.hpp).
+    thread_local activations act_buffer;
+    activations& act = act_buffer;
+    status s = prepare<K, A>(x, n, w.cols, w.groups, w.chunks_per_group, compute::exact, act);
+    if (s == status::ok)
+      s = prepare_panels<A>(act);
+    if (s != status::ok)
+      return s;
+    if (lut_panels_first(w.tiles, block, opt.threads, left, [&](index_t t0, index_t t1) {
+          return lut_exact_panel_task<K, A>(w, t0, t1, act, y);
+        }))
+      return status::ok;
+  }
   // Per calling thread, reused across calls (see run in kernel.hpp).
   thread_local std::vector<float> table_buffer;
   try {
-    table_buffer.resize(static_cast<std::size_t>(n * w.chunks * 8 * lut_exact_table));
+    table_buffer.resize(static_cast<std::size_t>(n * w.chunks * 8 * K::bits * lut_exact_table));
   } catch (const std::bad_alloc&) {
     return status::out_of_memory;
   }
-  build_exact_tables<A>(x, n, w.cols, w.chunks, table_buffer.data());
+  build_exact_tables<A, K::bits>(x, n, w.cols, w.chunks, table_buffer.data());
   const float* tables = table_buffer.data();
-  const index_t block = std::max<index_t>(1, w.tiles / 64);
-  const index_t tasks = (w.tiles + block - 1) / block;
   auto task = [&](index_t b) noexcept {
+    if (!left.empty() && !left[static_cast<std::size_t>(b)])
+      return;
     const index_t t1 = std::min(w.tiles, (b + 1) * block);
     for (index_t t = b * block; t < t1; ++t)
       for (index_t k = 0; k < n; ++k)
@@ -854,22 +984,11 @@ status lut_run(const lut_weights<Scale>& w, const float* x, index_t n, float* y,
   // Tasks the panels could not take (no memory for their buffers) fall back to the tables.
   std::vector<unsigned char> left;
   if constexpr (int8_panel_shape<A>::rows > 0) {
-    if (n >= lut_panel_min_batch<A, K::bits>) {
-      try {
-        left.assign(static_cast<std::size_t>(tasks), 0);
-      } catch (const std::bad_alloc&) {
-        left.assign(0, 0);
-      }
-      if (!left.empty()) {
-        auto panel_task = [&](index_t b) noexcept {
-          const index_t t0 = b * block, t1 = std::min(w.tiles, t0 + block);
-          left[static_cast<std::size_t>(b)] = !lut_panel_task<K, A>(w, t0, t1, act, y);
-        };
-        thread_pool::global().run(opt.threads, tasks, panel_task);
-        if (std::find(left.begin(), left.end(), 1) == left.end())
-          return status::ok;
-      }
-    }
+    if (n >= lut_panel_min_batch<A, K::bits> &&
+        lut_panels_first(w.tiles, block, opt.threads, left, [&](index_t t0, index_t t1) {
+          return lut_panel_task<K, A>(w, t0, t1, act, y);
+        }))
+      return status::ok;
   }
   try {
     tables.resize(static_cast<std::size_t>(n * w.chunks * 256));
@@ -912,8 +1031,8 @@ lut_weights<Scale> lut_weights_of(const Scale* scales, const Scale* zeros,
 } // namespace detail
 
 // Y [n][rows] = X [n][cols] W^T by table lookup on architecture A: the int8 policy (the default
-// here), or for 1-bit symmetric formats the exact one (any other policy or format:
-// status::invalid_argument). Results do not depend on the thread count.
+// here), or for symmetric formats the exact one (any other policy, or the exact one with a zero
+// point: status::invalid_argument). Results do not depend on the thread count.
 template <class A, class F>
 status gemm(const lut_view<F>& w, const float* x, index_t n, float* y,
             const options& opt = {1, compute::int8}) noexcept {
