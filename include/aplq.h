@@ -181,8 +181,9 @@ typedef struct aplq_options {
 /* y [rows] = W x [cols]. An APLQ_LAYOUT_LUT matrix multiplies by table lookup: with
  * APLQ_POLICY_INT8 its results are those of the plain kernels up to f32 summation order; with
  * APLQ_POLICY_EXACT (also what NULL options mean) its tables hold f32 sums of the activations,
- * within the same 1e-6, for symmetric formats, and formats with a zero point give
- * APLQ_E_INVALID_ARGUMENT. */
+ * within the same 1e-6, for symmetric formats (from 12 rows of 2-bit or 32 rows of 1-bit
+ * activations it dequantizes once per call instead, as the plain kernels do), and formats with a
+ * zero point give APLQ_E_INVALID_ARGUMENT. */
 APLQ_API int aplq_gemv(const aplq_qmatrix* w, const float* x, float* y,
                        const aplq_options* options);
 /* Y [n, rows] = X [n, cols] W^T. */

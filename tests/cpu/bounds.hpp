@@ -75,17 +75,18 @@ std::vector<double> exact_bound(const qmatrix_view<F>& w, const std::vector<floa
 
 // The exact policy on a lut_matrix (cpu/lut.hpp; symmetric formats): the same forward error
 // bound as exact_bound, with the depth of its summation: a table entry (2), a chunk's 8 lookups
-// per bit plane (5 for 1 bit, 17 for 2), up to 32 chunks per block, the block's scaling (1) and
-// one addition per block into the row (for groups of up to 1024 columns a block is a group: K/32
-// of them at group 32). With 2 bits a weight's parts sum to at most 3 times its size in
-// magnitude (w = -s is s - 2s), so the depth counts 3 times.
+// per bit plane (up to 8 additions for 1 bit, 16 for 2: the scalar tile's, one after another), up
+// to 32 chunks per block, the block's scaling (1) and one addition per block into the row (for
+// groups of up to 1024 columns a block is a group: K/32 of them at group 32). With 2 bits a
+// weight's parts sum to at most 3 times its size in magnitude (w = -s is s - 2s), so the depth
+// counts 3 times.
 template <class F>
 std::vector<double> lut_exact_bound(const qmatrix_view<F>& w, const std::vector<float>& x,
                                     index_t n) {
   const index_t chunks = (w.cols + 31) / 32;
   const index_t per_group = std::max<index_t>(1, F::group_size(w.cols) / 32);
   const index_t blocks = (chunks + per_group - 1) / per_group * ((per_group + 31) / 32);
-  const double depth = F::bits == 1 ? 40.0 : 3.0 * 52.0;
+  const double depth = F::bits == 1 ? 44.0 : 3.0 * 52.0;
   return exact_bound(w, x, n, false,
                      depth + (F::bits == 1 ? 1.0 : 3.0) * static_cast<double>(blocks));
 }

@@ -222,6 +222,40 @@ TEST_CASE_TEMPLATE("cpu/lut, static dispatch: header-only entry points against t
   }
 }
 
+// Without memory for its buffers, exact_panels (kernel.hpp) takes exact_rows_unbuffered with the
+// same fill, a row and a chunk at a time, so that a call that has begun writing its output can
+// finish. A failed allocation cannot be staged here: the fallback is called directly, with the
+// table-lookup layout's fill, on the architecture this file is compiled for.
+TEST_CASE_TEMPLATE("cpu/lut: the exact panels' fallback without buffers against the oracle", F,
+                   q2_g32, format<1, 128, false, half>) {
+  rng r(8118);
+  const index_t m = 37, k = 1100, n = 3;
+  const auto w = r.normal(m * k), x = r.normal(n * k);
+  qmatrix<F> q;
+  REQUIRE(quantize<F>(w.data(), m, k, q) == status::ok);
+  cpu::lut_matrix<F> lut;
+  REQUIRE(lut.pack(q.view()) == status::ok);
+  using S = typename F::scale_type;
+  using K = cpu::detail::lut_format<F::bits, F::zero_point, S>;
+  using A = xsimd::default_arch;
+  const auto v = lut.view();
+  const auto lw =
+      cpu::detail::lut_weights_of<S>(v.scales, v.zeros, v.codes, F::bits, F::group, m, k);
+  cpu::detail::activations act;
+  REQUIRE(cpu::detail::prepare<K, A>(x.data(), n, k, lw.groups, lw.chunks_per_group, compute::exact,
+                                     act) == status::ok);
+  auto y = poisoned(n * m + guard);
+  auto fill = cpu::detail::lut_exact_fill<K, A>(lw);
+  cpu::detail::exact_rows_unbuffered<A>(0, m, m, act, y.data(), fill);
+  for (index_t i = 0; i < guard; ++i)
+    CHECK(std::isnan(y[static_cast<std::size_t>(n * m + i)]));
+  y.resize(static_cast<std::size_t>(n * m));
+  std::vector<double> expect(static_cast<std::size_t>(n * m));
+  REQUIRE(ref::gemm(q.view(), x.data(), n, expect.data()) == status::ok);
+  INFO(name_of<F>().c_str(), " ", seed_note());
+  CHECK(worst_outside(y, expect, exact_bound(q.view(), x, n, true)).first == -1);
+}
+
 TEST_CASE("cpu/lut: bad arguments return a status and leave the output alone") {
   using F = format<2, 32, true>;
   rng r(7007);

@@ -650,12 +650,43 @@ APLQ_FORCE_INLINE void panel_chunk(const float* wp, index_t ldw, const float* xp
       (fb::load_aligned(blk + i * NR + v * S) + acc[i][v]).store_aligned(blk + i * NR + v * S);
 }
 
+// What exact_panels does when it cannot allocate its buffers: a row at a time, its weights a
+// chunk at a time (fill, into the stack), against every activation row in turn, summed as the
+// tiles do (a chunk in a register, chunks into blocks of block_chunks, blocks into the row).
+// Slow, but it needs no memory, so a call that has begun writing y can finish.
+template <class A, class Fill>
+void exact_rows_unbuffered(index_t r0, index_t r1, index_t rows, const activations& act, float* y,
+                           Fill& fill) noexcept {
+  using fb = xsimd::batch<float, vector_arch<A>>;
+  constexpr int S = static_cast<int>(fb::size), V = chunk_codes / S;
+  const index_t padded = act.chunks * chunk_codes;
+  alignas(64) float wc[chunk_codes];
+  for (index_t r = r0; r < r1; ++r)
+    for (index_t k = 0; k < act.n; ++k) {
+      const float* xk = act.xf.data() + k * padded;
+      float total = 0.0f, block = 0.0f;
+      for (index_t ch = 0; ch < act.chunks; ++ch) {
+        fill(r, 0, ch, ch + 1, wc);
+        const float* xc = xk + ch * chunk_codes;
+        fb acc = fb::load_aligned(wc) * fb::load_unaligned(xc);
+        for (int v = 1; v < V; ++v)
+          acc = xsimd::fma(fb::load_aligned(wc + v * S), fb::load_unaligned(xc + v * S), acc);
+        block += compat::reduce_add(acc);
+        if ((ch + 1) % block_chunks == 0) {
+          total += block;
+          block = 0.0f;
+        }
+      }
+      y[k * rows + r] = total + block;
+    }
+}
+
 // Rows [r0, r1) of a matrix of `rows` rows against every activation row, by panels, with the
 // weight panels from fill(r, i, c0, c1, out): row r + i's weights w = a * (u - c) of chunks
 // [c0, c1) into out, 32 per chunk, vector aligned (also the table-lookup layout's, cpu/lut.hpp).
-// False, having written nothing, when the buffers cannot be allocated.
+// Without memory for its buffers it takes exact_rows_unbuffered.
 template <class A, class Fill>
-bool exact_panels(index_t r0, index_t r1, index_t rows, const activations& act, float* y,
+void exact_panels(index_t r0, index_t r1, index_t rows, const activations& act, float* y,
                   Fill&& fill) noexcept {
   using fb = xsimd::batch<float, vector_arch<A>>;
   constexpr int NR = panel_width<A>;
@@ -674,7 +705,8 @@ bool exact_panels(index_t r0, index_t r1, index_t rows, const activations& act, 
     tot.assign(static_cast<std::size_t>(acc_size), 0.0f);
     wbuf.resize(static_cast<std::size_t>(panel_rows * ldw));
   } catch (const std::bad_alloc&) {
-    return false;
+    exact_rows_unbuffered<A>(r0, r1, rows, act, y, fill);
+    return;
   }
   auto fold = [&] {
     for (index_t e = 0; e < acc_size; e += fb::size) {
@@ -718,7 +750,6 @@ bool exact_panels(index_t r0, index_t r1, index_t rows, const activations& act, 
           y[(p * NR + l) * rows + r + i] = t[i * NR + l];
     }
   }
-  return true;
 }
 
 // Rows [r0, r1) against every activation row, by panels.
@@ -744,16 +775,7 @@ void panel_task(const weights<Scale>& w, index_t r0, index_t r1, const activatio
         (wv[v] * fb(a)).store_aligned(out + (ch - c0) * chunk_codes + v * fb::size);
     }
   };
-  if (exact_panels<A>(r0, r1, w.rows, act, y, fill))
-    return;
-  // No memory for the panels: the tile kernels need none.
-  index_t r = r0;
-  for (; r + batch_row_tile <= r1; r += batch_row_tile)
-    for (index_t n = 0; n < act.n; ++n)
-      tile_exact<F, A, batch_row_tile, 1>(w, r, act, n, y);
-  for (; r < r1; ++r)
-    for (index_t n = 0; n < act.n; ++n)
-      tile_exact<F, A, 1, 1>(w, r, act, n, y);
+  exact_panels<A>(r0, r1, w.rows, act, y, fill);
 }
 
 // ---- The int8 policy at large batch: transposed code panels ----

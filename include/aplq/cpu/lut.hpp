@@ -9,7 +9,8 @@
 // 32-element chunk exactly as there, table entries are exact integer sums, and a chunk's integer
 // dot product is exact. Only the f32 summation order of the chunk and group terms differs. The
 // exact policy, for symmetric formats, has tables of f32 sums of its own ("The exact policy"
-// below); formats with a zero point give status::invalid_argument there.
+// below), and from a dozen or more activation rows the plain kernels' f32 panels; formats with a
+// zero point give status::invalid_argument there.
 //
 // Packed layout of a lut_matrix with B bits (1 or 2), T = 32 rows per tile, chunks of 32 columns:
 //   codes  [tile][chunk][plane 0..B-1][block 0..3][32 bytes]
@@ -781,51 +782,31 @@ APLQ_FORCE_INLINE void lut_exact_tile(const lut_weights<Scale>& w, index_t t, co
   lut_exact_tile_scalar<K, A>(w, t, tables, k, y);
 }
 
-// panel(t0, t1) for the tiles of every task of `block` tiles; true when every task could take its
-// panels. Otherwise `left` marks the tasks that could not (all of them when `left` itself could
-// not be allocated: it is empty then), for the tables to do.
-template <class Panel>
-bool lut_panels_first(index_t tiles, index_t block, int threads, std::vector<unsigned char>& left,
-                      Panel&& panel) noexcept {
-  const index_t tasks = (tiles + block - 1) / block;
-  try {
-    left.assign(static_cast<std::size_t>(tasks), 0);
-  } catch (const std::bad_alloc&) {
-    left.clear();
-    return false;
-  }
-  auto task = [&](index_t b) noexcept {
-    left[static_cast<std::size_t>(b)] = !panel(b * block, std::min(tiles, (b + 1) * block));
-  };
-  thread_pool::global().run(threads, tasks, task);
-  return std::find(left.begin(), left.end(), 1) == left.end();
-}
-
 // From how many activation rows the exact policy on a lut_matrix takes the plain kernels' f32
 // panels (kernel.hpp, exact_panels: the weights dequantized once per call for all activation
 // rows) instead of the tables, which cost the same for every activation row. 4096x4096, 2
 // threads, out of cache, tables against the plain layout's panels, ms: 2-bit group 128 with
 // AVX-512 batch 16 4.3 and 3.4, AVX2 8.8 and 3.9; 1-bit group 128 with AVX-512 batch 16 1.8 and
-// 3.4, batch 64 10.5 and 9.8, AVX2 batch 16 3.3 and 3.9, batch 64 15.2 and 13.1.
+// 3.4, batch 64 10.5 and 9.8, AVX2 batch 16 3.3 and 3.9, batch 64 15.2 and 13.1. The panels filled
+// from the tiles then cost 3-10% more than the plain layout's (2-bit, AVX-512: batch 16 3.9 and
+// 3.6, batch 64 10.5 and 10.3): a row's chunk is 4 bytes per plane, 32 bytes apart.
 template <int Bits>
 inline constexpr index_t lut_exact_panel_min_batch = Bits == 2 ? panel_min_batch : 32;
 
-// Tiles [t0, t1) against every activation row, by the plain kernels' panels: a row's bits of a
-// plane and chunk are 4 bytes of the tile, one per block, whose 32 bits are the chunk's columns
-// in order (byte k holds columns 8k .. 8k + 7, low nibble first). So the panels hold the same
-// w = a * (u - c) as the plain layout's, and the results are theirs bit for bit. False, having
-// written nothing, when the panel buffers cannot be allocated.
+// The exact panels' fill (kernel.hpp, exact_panels) from the tiles: a row's bits of a plane and
+// chunk are 4 bytes of the tile, one per block, whose 32 bits are the chunk's columns in order
+// (byte k holds columns 8k .. 8k + 7, low nibble first). So the panels hold the same
+// w = a * (u - c) as the plain layout's, and the results are theirs bit for bit.
 template <class K, class A, class Scale>
-bool lut_exact_panel_task(const lut_weights<Scale>& w, index_t t0, index_t t1,
-                          const activations& act, float* y) noexcept {
-  using VA = vector_arch<A>;
-  using fb = xsimd::batch<float, VA>;
-  using ib = xsimd::batch<std::int32_t, VA>;
-  constexpr int S = static_cast<int>(fb::size), V = chunk_codes / S;
-  alignas(64) static constexpr std::int32_t lane[chunk_codes] = {
-      0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
-      16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
-  const auto fill = [&](index_t r, int i, index_t c0, index_t c1, float* out) {
+auto lut_exact_fill(const lut_weights<Scale>& w) noexcept {
+  return [&w](index_t r, int i, index_t c0, index_t c1, float* out) {
+    using VA = vector_arch<A>;
+    using fb = xsimd::batch<float, VA>;
+    using ib = xsimd::batch<std::int32_t, VA>;
+    constexpr int S = static_cast<int>(fb::size), V = chunk_codes / S;
+    alignas(64) static constexpr std::int32_t lane[chunk_codes] = {
+        0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+        16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
     const index_t row = r + i, t = row / lut_tile_rows, i0 = row % lut_tile_rows;
     const std::uint8_t* tile = w.codes + t * w.tile_bytes;
     const Scale* sc = w.scales + t * w.groups * lut_tile_rows;
@@ -854,13 +835,18 @@ bool lut_exact_panel_task(const lut_weights<Scale>& w, index_t t0, index_t t1,
       }
     }
   };
-  return exact_panels<A>(t0 * lut_tile_rows, std::min(w.rows, t1 * lut_tile_rows), w.rows, act, y,
-                         fill);
+}
+
+// Tiles [t0, t1) against every activation row, by the plain kernels' panels.
+template <class K, class A, class Scale>
+void lut_exact_panel_task(const lut_weights<Scale>& w, index_t t0, index_t t1,
+                          const activations& act, float* y) noexcept {
+  exact_panels<A>(t0 * lut_tile_rows, std::min(w.rows, t1 * lut_tile_rows), w.rows, act, y,
+                  lut_exact_fill<K, A>(w));
 }
 
 // The exact policy on a lut_matrix of a symmetric format: the tables once per call, then the
-// tiles; from lut_exact_panel_min_batch activation rows on, the panels (tasks that cannot
-// allocate theirs fall back to the tables).
+// tiles; from lut_exact_panel_min_batch activation rows on, the panels instead.
 template <class K, class A, class Scale>
 status lut_exact_run(const lut_weights<Scale>& w, const float* x, index_t n, float* y,
                      const options& opt) noexcept {
@@ -872,7 +858,6 @@ status lut_exact_run(const lut_weights<Scale>& w, const float* x, index_t n, flo
   if (panels && per_group <= 4)
     block = (block + per_group - 1) / per_group * per_group;
   const index_t tasks = (w.tiles + block - 1) / block;
-  std::vector<unsigned char> left;
   if (panels) {
     // Per calling thread, reused across calls (see run in kernel.hpp).
     thread_local activations act_buffer;
@@ -882,10 +867,11 @@ status lut_exact_run(const lut_weights<Scale>& w, const float* x, index_t n, flo
       s = prepare_panels<A>(act);
     if (s != status::ok)
       return s;
-    if (lut_panels_first(w.tiles, block, opt.threads, left, [&](index_t t0, index_t t1) {
-          return lut_exact_panel_task<K, A>(w, t0, t1, act, y);
-        }))
-      return status::ok;
+    auto panel_task = [&](index_t b) noexcept {
+      lut_exact_panel_task<K, A>(w, b * block, std::min(w.tiles, (b + 1) * block), act, y);
+    };
+    thread_pool::global().run(opt.threads, tasks, panel_task);
+    return status::ok;
   }
   // Per calling thread, reused across calls (see run in kernel.hpp).
   thread_local std::vector<float> table_buffer;
@@ -897,8 +883,6 @@ status lut_exact_run(const lut_weights<Scale>& w, const float* x, index_t n, flo
   build_exact_tables<A, K::bits>(x, n, w.cols, w.chunks, table_buffer.data());
   const float* tables = table_buffer.data();
   auto task = [&](index_t b) noexcept {
-    if (!left.empty() && !left[static_cast<std::size_t>(b)])
-      return;
     const index_t t1 = std::min(w.tiles, (b + 1) * block);
     for (index_t t = b * block; t < t1; ++t)
       for (index_t k = 0; k < n; ++k)
@@ -984,11 +968,22 @@ status lut_run(const lut_weights<Scale>& w, const float* x, index_t n, float* y,
   // Tasks the panels could not take (no memory for their buffers) fall back to the tables.
   std::vector<unsigned char> left;
   if constexpr (int8_panel_shape<A>::rows > 0) {
-    if (n >= lut_panel_min_batch<A, K::bits> &&
-        lut_panels_first(w.tiles, block, opt.threads, left, [&](index_t t0, index_t t1) {
-          return lut_panel_task<K, A>(w, t0, t1, act, y);
-        }))
-      return status::ok;
+    if (n >= lut_panel_min_batch<A, K::bits>) {
+      try {
+        left.assign(static_cast<std::size_t>(tasks), 0);
+      } catch (const std::bad_alloc&) {
+        left.assign(0, 0);
+      }
+      if (!left.empty()) {
+        auto panel_task = [&](index_t b) noexcept {
+          const index_t t0 = b * block, t1 = std::min(w.tiles, t0 + block);
+          left[static_cast<std::size_t>(b)] = !lut_panel_task<K, A>(w, t0, t1, act, y);
+        };
+        thread_pool::global().run(opt.threads, tasks, panel_task);
+        if (std::find(left.begin(), left.end(), 1) == left.end())
+          return status::ok;
+      }
+    }
   }
   try {
     tables.resize(static_cast<std::size_t>(n * w.chunks * 256));
