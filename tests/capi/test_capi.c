@@ -303,7 +303,7 @@ static void test_lut_layout(const char* name, const owned* seq, const float* deq
   float *y, *y_plain, *deq_lut, *w;
   double* plain;
   aplq_options opt;
-  int rc, t;
+  int rc, t, p;
   long i;
   f.layout = APLQ_LAYOUT_LUT;
   if (f.bits > 2) {
@@ -395,26 +395,28 @@ static void test_lut_layout(const char* name, const owned* seq, const float* deq
             (!f.zero_point || memcmp(direct.buf.zeros, lut.buf.zeros, lut.buf.zeros_bytes) == 0),
         "%s quantize to lut differs from quantize + repack (%d)", name, rc);
 
-  /* int8 multiplies: the plain kernels' results, up to f32 summation order */
-  for (t = 0; t < 3; ++t) {
-    opt.threads = threads_tried[t];
-    opt.policy = APLQ_POLICY_INT8;
-    rc = aplq_gemm(&back.m, x, n, y_plain, &opt);
-    CHECK(rc == 0, "%s plain int8 gemm: %d %s", name, rc, aplq_last_error());
-    for (i = 0; i < rows * n; ++i)
-      plain[i] = (double)y_plain[i];
-    set_sentinel(y, rows * n);
-    rc = aplq_gemm(&lut.m, x, n, y, &opt);
-    CHECK(rc == 0, "%s lut gemm: %d %s", name, rc, aplq_last_error());
-    CHECK(rel_l2(y, plain, rows * n) <= 1e-5, "%s lut gemm t%d: rel-L2 %g against plain int8", name,
-          opt.threads, rel_l2(y, plain, rows * n));
-    set_sentinel(y, rows * n);
-    rc = aplq_gemv(&lut.m, x, y, &opt);
-    CHECK(rc == 0 && rel_l2(y, plain, rows) <= 1e-5, "%s lut gemv t%d: %d, rel-L2 %g", name,
-          opt.threads, rc, rel_l2(y, plain, rows));
-  }
-  /* exact multiplies (also what NULL options mean): symmetric formats give the plain kernels'
-   * results within 1e-5, zero-point ones APLQ_E_INVALID_ARGUMENT with the output untouched */
+  /* multiplies: the plain kernels' results within 1e-5 under the int8 policy (up to f32
+   * summation order) and, for symmetric formats, the exact one (also what NULL options mean) */
+  for (p = 0; p < (f.zero_point ? 1 : 2); ++p)
+    for (t = 0; t < 3; ++t) {
+      const char* policy = p == 0 ? "int8" : "exact";
+      opt.threads = threads_tried[t];
+      opt.policy = p == 0 ? APLQ_POLICY_INT8 : APLQ_POLICY_EXACT;
+      rc = aplq_gemm(&back.m, x, n, y_plain, &opt);
+      CHECK(rc == 0, "%s plain %s gemm: %d %s", name, policy, rc, aplq_last_error());
+      for (i = 0; i < rows * n; ++i)
+        plain[i] = (double)y_plain[i];
+      set_sentinel(y, rows * n);
+      rc = aplq_gemm(&lut.m, x, n, y, p == 1 && t == 0 ? NULL : &opt);
+      CHECK(rc == 0 && rel_l2(y, plain, rows * n) <= 1e-5,
+            "%s lut %s gemm t%d: %d, rel-L2 %g against plain", name, policy, opt.threads, rc,
+            rel_l2(y, plain, rows * n));
+      set_sentinel(y, rows * n);
+      rc = aplq_gemv(&lut.m, x, y, &opt);
+      CHECK(rc == 0 && rel_l2(y, plain, rows) <= 1e-5, "%s lut %s gemv t%d: %d, rel-L2 %g", name,
+            policy, opt.threads, rc, rel_l2(y, plain, rows));
+    }
+  /* formats with a zero point refuse the exact policy, output untouched */
   if (f.zero_point) {
     opt.policy = APLQ_POLICY_EXACT;
     set_sentinel(y, rows * n);
@@ -422,23 +424,6 @@ static void test_lut_layout(const char* name, const owned* seq, const float* deq
           "%s lut gemv with the exact policy", name);
     CHECK(aplq_gemm(&lut.m, x, n, y, NULL) == APLQ_E_INVALID_ARGUMENT && untouched(y, rows * n),
           "%s lut gemm with NULL options", name);
-  }
-  for (t = 0; t < 3 && !f.zero_point; ++t) {
-    opt.threads = threads_tried[t];
-    opt.policy = APLQ_POLICY_EXACT;
-    rc = aplq_gemm(&back.m, x, n, y_plain, &opt);
-    CHECK(rc == 0, "%s plain exact gemm: %d %s", name, rc, aplq_last_error());
-    for (i = 0; i < rows * n; ++i)
-      plain[i] = (double)y_plain[i];
-    set_sentinel(y, rows * n);
-    rc = aplq_gemm(&lut.m, x, n, y, t == 0 ? NULL : &opt);
-    CHECK(rc == 0 && rel_l2(y, plain, rows * n) <= 1e-5,
-          "%s lut exact gemm t%d: %d, rel-L2 %g against plain exact", name, opt.threads, rc,
-          rel_l2(y, plain, rows * n));
-    set_sentinel(y, rows * n);
-    rc = aplq_gemv(&lut.m, x, y, &opt);
-    CHECK(rc == 0 && rel_l2(y, plain, rows) <= 1e-5, "%s lut exact gemv t%d: %d, rel-L2 %g",
-          name, opt.threads, rc, rel_l2(y, plain, rows));
   }
   /* a policy out of range is refused, output untouched */
   opt.policy = 7;
