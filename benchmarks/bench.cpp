@@ -410,13 +410,12 @@ void register_all(bool quick) {
             for (auto policy : {aplq::compute::exact, aplq::compute::int8})
               for (int t : thread_counts)
                 register_case(d, s, b, policy, t, true, false);
-          // The table-lookup kernels of 1- and 2-bit formats (the exact policy: symmetric).
+          // The table-lookup kernels of 1- and 2-bit formats.
           if (bits <= 2)
             for (index_t b : batches)
               for (auto policy : {aplq::compute::exact, aplq::compute::int8})
-                if (policy == aplq::compute::int8 || !zp)
-                  for (int t : thread_counts)
-                    register_case(d, s, b, policy, t, true, true);
+                for (int t : thread_counts)
+                  register_case(d, s, b, policy, t, true, true);
         }
     for (index_t b : batches)
       for (bool blas : {false, true})

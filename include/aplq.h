@@ -94,11 +94,10 @@ APLQ_API int aplq_device(void);
 #define APLQ_LAYOUT_SEQUENTIAL 0  /* interchange: codes in order, low bits first within a byte */
 #define APLQ_LAYOUT_CPU_STRIPED 1 /* 32-byte stripes the CPU kernels load directly (faster) */
 /* 1 and 2 bits only: tiles of 32 interleaved rows for the table-lookup kernels (aplq's fastest
- * for those widths; the int8 policy, and the exact one for symmetric formats). Rows are
- * rounded up to whole
- * tiles (padding rows hold zero codes and zero scales); the arrays are those of
- * aplq::cpu::lut_matrix (<aplq/cpu/lut.hpp> draws them). Make one with aplq_repack or
- * aplq_quantize; aplq_dequantize and aplq_repack read it back exactly. */
+ * for those widths, under either policy). Rows are rounded up to whole tiles (padding rows hold
+ * zero codes and zero scales); the arrays are those of aplq::cpu::lut_matrix (<aplq/cpu/lut.hpp>
+ * draws them). Make one with aplq_repack or aplq_quantize; aplq_dequantize and aplq_repack read
+ * it back exactly. */
 #define APLQ_LAYOUT_LUT 2
 
 /* A quantization format. Values: symmetric, bits >= 2: w = s * (u - 2^(bits-1)); symmetric,
@@ -181,9 +180,8 @@ typedef struct aplq_options {
 /* y [rows] = W x [cols]. An APLQ_LAYOUT_LUT matrix multiplies by table lookup: with
  * APLQ_POLICY_INT8 its results are those of the plain kernels up to f32 summation order; with
  * APLQ_POLICY_EXACT (also what NULL options mean) its tables hold f32 sums of the activations,
- * within the same 1e-6, for symmetric formats (from 12 rows of 2-bit or 32 rows of 1-bit
- * activations it dequantizes once per call instead, as the plain kernels do), and formats with a
- * zero point give APLQ_E_INVALID_ARGUMENT. */
+ * within the same 1e-6 (from 12 rows of 2-bit or 32 rows of 1-bit activations it dequantizes
+ * once per call instead, as the plain kernels do). */
 APLQ_API int aplq_gemv(const aplq_qmatrix* w, const float* x, float* y,
                        const aplq_options* options);
 /* Y [n, rows] = X [n, cols] W^T. */

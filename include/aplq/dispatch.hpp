@@ -42,8 +42,8 @@ status gemv(const any_qmatrix_view& w, const float* x, float* y, const options& 
 status gemm(const any_qmatrix_view& w, const float* x, index_t n, float* y, const options& opt = {},
             isa which = isa::best) noexcept;
 
-// The same by table lookup on a lut_matrix (1- and 2-bit formats; the int8 policy, and the exact
-// one for symmetric formats; see cpu/lut.hpp).
+// The same by table lookup on a lut_matrix (1- and 2-bit formats, either policy; see
+// cpu/lut.hpp).
 status gemv(const cpu::any_lut_view& w, const float* x, float* y,
             const options& opt = {1, compute::int8}, isa which = isa::best) noexcept;
 status gemm(const cpu::any_lut_view& w, const float* x, index_t n, float* y,

@@ -10,8 +10,7 @@ Native API (pack once, multiply often)::
     fmt = aplq.Format(bits=4, group=128)               # symmetric, f32 scales, sequential
     q = aplq.quantize(w, fmt)                          # w: float [rows, cols] -> QMatrix
     q = aplq.repack(q, "cpu_striped")                  # optional: the CPU kernels' layout
-    # (1 and 2 bits: aplq.repack(q, "lut") for the table-lookup kernels: policy "int8", or
-    #  "exact" for symmetric formats)
+    # (1 and 2 bits: aplq.repack(q, "lut") for the table-lookup kernels, either policy)
     y = aplq.gemv(q, x)                                # [rows] = W x
     Y = aplq.gemm(q, X, threads=0, policy="int8")      # [n, rows] = X W^T
 
@@ -143,7 +142,7 @@ def library_path():
 class Format:
     """A quantization format: bits 1/2/4/8; group 32/64/128/256 or 0 (GROUP_ROW: whole row);
     zero_point; scale 'f32' or 'f16'; layout 'sequential', 'cpu_striped' or (1 and 2 bits: the
-    table-lookup kernels, policy 'int8' or, for symmetric formats, 'exact') 'lut'."""
+    table-lookup kernels, either policy) 'lut'."""
 
     def __init__(self, bits=4, group=128, zero_point=False, scale="f32", layout="sequential"):
         if scale not in _SCALES:
@@ -304,8 +303,7 @@ def _options(threads, policy):
 
 
 def gemv(q, x, threads=0, policy="exact"):
-    """y [rows] = W x, x [cols]. threads <= 0: all cores; policy 'exact' or 'int8' (the 'lut'
-    layout: 'exact' for symmetric formats only)."""
+    """y [rows] = W x, x [cols]. threads <= 0: all cores; policy 'exact' or 'int8'."""
     x = _floats(x, "x", 1)
     if x.shape[0] != q.cols:
         _fail(E_INVALID_SHAPE, f"x: {x.shape[0]} values, W has {q.cols} columns")

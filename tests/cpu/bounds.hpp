@@ -73,22 +73,29 @@ std::vector<double> exact_bound(const qmatrix_view<F>& w, const std::vector<floa
   return bound;
 }
 
-// The exact policy on a lut_matrix (cpu/lut.hpp; symmetric formats): the same forward error
-// bound as exact_bound, with the depth of its summation: a table entry (2), a chunk's 8 lookups
-// per bit plane (up to 8 additions for 1 bit, 16 for 2: the scalar tile's, one after another), up
-// to 32 chunks per block, the block's scaling (1) and one addition per block into the row (for
-// groups of up to 1024 columns a block is a group: K/32 of them at group 32). With 2 bits a
-// weight's parts sum to at most 3 times its size in magnitude (w = -s is s - 2s), so the depth
-// counts 3 times.
+// The exact policy on a lut_matrix (cpu/lut.hpp): the same forward error bound as exact_bound,
+// with the depth of its summation: a table entry (2), a chunk's 8 lookups per bit plane (up to 8
+// additions for 1 bit, 16 for 2: the scalar tile's, one after another), up to 32 chunks per
+// block, the block's scaling (1) and one addition per block into the row (for groups of up to
+// 1024 columns a block is a group: K/32 of them at group 32). The parts of a weight sum to at
+// most f times its size in magnitude, so the depth counts f times: 2-bit symmetric f = 3 (w = -s
+// is s - 2s); with a zero point the parts are those of u - r, r the code nearest z, and
+// |u - r| <= 2 |u - z|, so f = 2 for 1 bit and 6 for 2 bits. With a zero point each group's first
+// block opens with (r - z) sum x, at most 1 times the group's sum |w x| / s, so the chain counts
+// f + 1 times, and that term's own depth comes on top: the sum of x (8 interleaved sums per
+// chunk, then chunk by chunk: 7 + chunks per group) and r - z and the product (2).
 template <class F>
 std::vector<double> lut_exact_bound(const qmatrix_view<F>& w, const std::vector<float>& x,
                                     index_t n) {
   const index_t chunks = (w.cols + 31) / 32;
   const index_t per_group = std::max<index_t>(1, F::group_size(w.cols) / 32);
   const index_t blocks = (chunks + per_group - 1) / per_group * ((per_group + 31) / 32);
-  const double depth = F::bits == 1 ? 44.0 : 3.0 * 52.0;
+  const double f = F::zero_point ? (F::bits == 1 ? 2.0 : 6.0) : (F::bits == 1 ? 1.0 : 3.0);
+  const double chain = (F::bits == 1 ? 44.0 : 52.0) + static_cast<double>(blocks);
+  const index_t group_chunks = std::min(chunks, (F::group_size(w.cols) + 31) / 32);
   return exact_bound(w, x, n, false,
-                     depth + (F::bits == 1 ? 1.0 : 3.0) * static_cast<double>(blocks));
+                     F::zero_point ? (f + 1.0) * chain + 9.0 + static_cast<double>(group_chunks)
+                                   : f * chain);
 }
 
 // The first output outside its bound (-1: none), with by how much.

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The table-lookup kernels (cpu/lut.hpp) against aplq::ref: every 1- and 2-bit format on shapes
-// off the 32-row tile and the 32-column chunk, every ISA this CPU runs, GEMV and GEMM, the int8
-// policy and (symmetric formats) the exact one; the repack read back code by code and
+// off the 32-row tile and the 32-column chunk, every ISA this CPU runs, GEMV and GEMM, both
+// policies (zero points off the code grid too); the repack read back code by code and
 // unpacked exactly; the plain int8 kernels agree up to f32 rounding; results independent of the
 // thread count; the output written exactly where it belongs; bad arguments rejected.
 #include "../testing.hpp"
@@ -28,6 +28,26 @@ constexpr index_t batch = 3;
 constexpr index_t panel_batch = 37;
 constexpr index_t guard = 16; // outputs past the end that must stay untouched
 
+// quantize puts zero points on codes; the exact policy's table lookup rounds them to the nearest
+// code and adds the rest per group (cpu/lut.hpp), so three groups in eight get one between two
+// codes, one halfway (a tie) or one past the last code.
+template <class F>
+void set_off_grid_zeros(qmatrix<F>& q) {
+  if constexpr (F::zero_point) {
+    auto& z = q.zeros();
+    for (std::size_t i = 0; i < z.size(); ++i) {
+      float v = to_float(z[i]);
+      if (i % 8 == 1)
+        v += 0.375f;
+      else if (i % 8 == 3)
+        v -= 0.5f;
+      else if (i % 8 == 5)
+        v = static_cast<float>(F::code_max) + 0.75f;
+      z[i] = from_float<typename F::scale_type>(v);
+    }
+  }
+}
+
 template <class F>
 void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatch::isa>& isas) {
   using Seq = typename F::template with_layout<layout::sequential>;
@@ -37,6 +57,7 @@ void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatc
   const std::vector<float> x = r.normal(batch * sh.k, 0.2f, 1.0f);
   qmatrix<Seq> q;
   REQUIRE(quantize<Seq>(w.data(), sh.m, sh.k, q) == status::ok);
+  set_off_grid_zeros(q);
   qmatrix<Str> qs;
   REQUIRE(repack<Str>(q.view(), qs) == status::ok);
   const std::string where = std::string(name_of<F>().c_str()) + " M=" + std::to_string(sh.m) +
@@ -125,15 +146,8 @@ void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatc
         return dispatch::gemm(erased, xn->data(), n, out, {threads, compute::int8}, isa);
       });
 
-      // The exact policy: f32 tables of the activations themselves, for symmetric formats; those
-      // with a zero point refuse it and leave the output alone.
+      // The exact policy: f32 tables of the activations themselves.
       auto ye = poisoned(n * sh.m + guard);
-      if (F::zero_point) {
-        CHECK(dispatch::gemm(erased, xn->data(), n, ye.data(), {1, compute::exact}, isa) ==
-              status::invalid_argument);
-        CHECK(std::all_of(ye.begin(), ye.end(), [](float e) { return std::isnan(e); }));
-        continue;
-      }
       REQUIRE(dispatch::gemm(erased, xn->data(), n, ye.data(), {1, compute::exact}, isa) ==
               status::ok);
       for (index_t i = 0; i < guard; ++i)
@@ -199,6 +213,7 @@ TEST_CASE_TEMPLATE("cpu/lut, static dispatch: header-only entry points against t
   const auto w = r.normal(m * k), x = r.normal(n * k);
   qmatrix<F> q;
   REQUIRE(quantize<F>(w.data(), m, k, q) == status::ok);
+  set_off_grid_zeros(q);
   cpu::lut_matrix<F> lut;
   REQUIRE(lut.pack(q.view()) == status::ok);
   std::vector<double> expect(static_cast<std::size_t>(n * m));
@@ -213,13 +228,8 @@ TEST_CASE_TEMPLATE("cpu/lut, static dispatch: header-only entry points against t
   REQUIRE(gemv(lut.view(), x.data(), y1.data()) == status::ok);
   CHECK(std::memcmp(y1.data(), y.data(), static_cast<std::size_t>(m) * sizeof(float)) == 0);
   auto ye = poisoned(n * m);
-  if (!F::zero_point) {
-    REQUIRE(gemm(lut.view(), x.data(), n, ye.data(), {2, compute::exact}) == status::ok);
-    CHECK(worst_outside(ye, expect, lut_exact_bound(q.view(), x, n)).first == -1);
-  } else {
-    CHECK(gemm(lut.view(), x.data(), n, ye.data(), {2, compute::exact}) ==
-          status::invalid_argument);
-  }
+  REQUIRE(gemm(lut.view(), x.data(), n, ye.data(), {2, compute::exact}) == status::ok);
+  CHECK(worst_outside(ye, expect, lut_exact_bound(q.view(), x, n)).first == -1);
 }
 
 // Without memory for its buffers, exact_panels (kernel.hpp) takes exact_rows_unbuffered with the
@@ -227,12 +237,13 @@ TEST_CASE_TEMPLATE("cpu/lut, static dispatch: header-only entry points against t
 // finish. A failed allocation cannot be staged here: the fallback is called directly, with the
 // table-lookup layout's fill, on the architecture this file is compiled for.
 TEST_CASE_TEMPLATE("cpu/lut: the exact panels' fallback without buffers against the oracle", F,
-                   q2_g32, format<1, 128, false, half>) {
+                   q2_g32, format<1, 128, false, half>, format<2, 64, true>) {
   rng r(8118);
   const index_t m = 37, k = 1100, n = 3;
   const auto w = r.normal(m * k), x = r.normal(n * k);
   qmatrix<F> q;
   REQUIRE(quantize<F>(w.data(), m, k, q) == status::ok);
+  set_off_grid_zeros(q);
   cpu::lut_matrix<F> lut;
   REQUIRE(lut.pack(q.view()) == status::ok);
   using S = typename F::scale_type;

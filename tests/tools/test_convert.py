@@ -412,7 +412,7 @@ def test_accuracy_manifest_against_the_original(model, safetensors_out, bits, tm
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"Overall: {QUANTIZED}/{QUANTIZED} tests passed" in r.stdout
     # Kernel error alone without the original: per layer exact and int8, plus the table lookup
-    # (both policies: the conversion is symmetric) for 1- and 2-bit weights.
+    # (both policies) for 1- and 2-bit weights.
     checks = 3 * (4 if bits <= 2 else 2)
     r = accuracy("--manifest", manifest, "--layers", "3")
     assert r.returncode == 0 and f"Overall: 3/3 tests passed ({checks}/{checks} checks)" in r.stdout, \

@@ -117,14 +117,15 @@ def main():
         rc, out, err = run(tool, "--quick", "--isa", isa, "--json")
         if rc != 0 or json.loads(out)["kernels"] != [isa, isa + "-lut"]:
             fail("--isa %s: exit %d, stderr %r" % (isa, rc, err))
-        # The table lookup checks 1- and 2-bit formats under the int8 policy, symmetric ones under
-        # the exact policy too (both widths), and nothing else.
+        # The table lookup checks 1- and 2-bit formats, with and without a zero point, under both
+        # policies, and nothing else.
         lut = [(e["format"]["bits"], e["format"]["zero_point"], k["policy"])
                for e in report["layers"] + report["attention"]
                for k in e["kernels"] if k["kernel"].endswith("-lut")]
-        if (not lut or {b for b, _, p in lut if p == "exact"} != {1, 2}
-                or any(b > 2 or (p == "exact" and z) or p not in ("exact", "int8")
-                       for b, z, p in lut)):
+        if (not lut or {(b, z) for b, z, p in lut if p == "exact"}
+                != {(b, z) for b, z, p in lut if p == "int8"}
+                or {b for b, _, p in lut if p == "exact"} != {1, 2}
+                or any(b > 2 or p not in ("exact", "int8") for b, z, p in lut)):
             fail("table-lookup checks: %r" % lut[:4])
 
         fpath = os.path.join(tmp, "fault.json")

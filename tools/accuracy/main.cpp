@@ -146,9 +146,8 @@ validate::kernel dispatch_kernel(dispatch::isa which) {
                   const aplq::options& opt) { return dispatch::gemm(w, x, n, y, opt, which); }};
 }
 
-// The table-lookup kernels of 1- and 2-bit formats (the int8 policy; the exact one for symmetric
-// formats): every call repacks the weights into a cpu::lut_matrix, then multiplies
-// through the run-time dispatch on `which`.
+// The table-lookup kernels of 1- and 2-bit formats, both policies: every call repacks the
+// weights into a cpu::lut_matrix, then multiplies through the run-time dispatch on `which`.
 validate::kernel lut_kernel(dispatch::isa which) {
   validate::kernel k;
   k.name = std::string(dispatch::isa_name(which)) + "-lut";
@@ -171,8 +170,7 @@ validate::kernel lut_kernel(dispatch::isa which) {
     });
   };
   k.serves = [](const aplq::format_desc& f, aplq::compute p) {
-    return f.bits <= 2 && (p == aplq::compute::int8 ||
-                           (p == aplq::compute::exact && !f.zero_point));
+    return f.bits <= 2 && (p == aplq::compute::int8 || p == aplq::compute::exact);
   };
   return k;
 }

@@ -8,9 +8,8 @@
 // Under the int8 policy, results are those of cpu::gemm: the activations are quantized per
 // 32-element chunk exactly as there, table entries are exact integer sums, and a chunk's integer
 // dot product is exact. Only the f32 summation order of the chunk and group terms differs. The
-// exact policy, for symmetric formats, has tables of f32 sums of its own ("The exact policy"
-// below), and from a dozen or more activation rows the plain kernels' f32 panels; formats with a
-// zero point give status::invalid_argument there.
+// exact policy has tables of f32 sums of its own ("The exact policy" below), and from a dozen or
+// more activation rows the plain kernels' f32 panels.
 //
 // Packed layout of a lut_matrix with B bits (1 or 2), T = 32 rows per tile, chunks of 32 columns:
 //   codes  [tile][chunk][plane 0..B-1][block 0..3][32 bytes]
@@ -27,6 +26,8 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -501,39 +502,61 @@ APLQ_FORCE_INLINE void lut_tile(const lut_weights<Scale>& w, index_t t, const ac
   lut_tile_scalar<K, A>(w, t, act, tables, k, y);
 }
 
-// ---- The exact policy: tables of f32 sums (symmetric formats) ----
+// ---- The exact policy: tables of f32 sums ----
 //
-// The same lookup with the activations as they are. A symmetric weight is w = a * v with v a sum
-// over the code's bit planes of a part per bit (lut_exact_part):
+// The same lookup with the activations as they are. A weight is w = a * v with v a sum over the
+// code's bit planes of a part per bit, and with a zero point a term per group besides:
 //   1 bit:  w = 2s * (b - 1/2)                       (a = 2s, parts -1/2 and +1/2)
 //   2 bits: w = s * (u - 2) = s * (b0 + 2 (b1 - 1))  (a = s, plane 0: 0 and 1, plane 1: -2 and 0)
-// so per step and plane a table of 16 f32 sums of the step's 4 activations
+//   zero point: w = s * (u - r) + s * (r - z), r the code nearest z, u - r = sum over the planes p
+//           of 2^p (b_p - r_p)                     (a = s, plane p: 0 and 2^p, or -2^p and 0)
+// so per step and plane (with a zero point, per step: see below) a table of 16 f32 sums of the
+// step's 4 activations
 //   T[e] = A[e & 3] + B[e >> 2],  A[i] = part(bit 0 of i) x0 + part(bit 1 of i) x1,  B the same
-// of x2, x3, holds sum over q of part(bit q of e) x_q. Every part is 0 where the weight is 0, and
-// at most 3 |v| in all (v = -1 is 1 - 2), so the sums are as well conditioned as the plain
-// kernels' (relative to sum |w x|). A permute (vpermps) looks up 16 rows' entries at once (8 on
-// AVX2, where it takes A[e & 3] and B[e >> 2] apart). The tables take 512 bytes per plane and 32
-// columns.
+// of x2, x3, holds sum over q of part(bit q of e) x_q. A permute (vpermps) looks up 16 rows'
+// entries at once (8 on AVX2, where it takes A[e & 3] and B[e >> 2] apart). The tables take 512
+// bytes per plane (with a zero point, in all) and 32 columns.
 //
-// Not with a zero point: w = s * (u - z) with z per row and group has no parts shared by all rows,
-// and splitting off s * z * sum x (as the int8 policy does) cancels where weights are mostly
-// zero: 1-bit zero-point rows quantized to z = 0 or 1 lost 1.1-1.7e-6 (rel-L2) in aplq-accuracy's
-// suite that way, beyond the exact policy's 1e-6. The same offset split for 2-bit symmetric
-// codes (parts +-1/2 on both planes, less sum x / 2) fails the same way on ternary rows.
+// With a zero point the parts depend on the row's r, but the parts -1 and 0 at index e are the
+// parts 0 and 1 at the index with every bit flipped, negated. So one table of parts 0 and 1 per
+// step serves every plane and row: a lane flips its index where bit p of its r is set, and the
+// sign of the plane's sum with it; the plane's sum is scaled by 2^p, and (r - z) times the
+// group's sum of x (once per activation row and group) opens the group's first block.
+//
+// Every part is 0 where the weight is 0 and bounded by a small multiple of |w / a|: 3 for 2-bit
+// symmetric codes (v = -1 is 1 - 2); with a zero point |u - r| <= 2 |u - z|, since |r - z| <=
+// |u - z| for every code u, so 2 for 1 bit and 6 for 2 bits, and |s * (r - z)| <= |w| for every
+// weight of the group. The sums are as well conditioned as the plain kernels' (relative to
+// sum |w x|). Splitting off s * z * sum x instead (as the int8 policy does) cancels where weights
+// are mostly zero: 1-bit zero-point rows quantized to z = 0 or 1 lost 1.1-1.7e-6 (rel-L2) in
+// aplq-accuracy's suite that way, beyond the exact policy's 1e-6; so did 2-bit symmetric codes
+// as parts +-1/2 on both planes less sum x / 2, on ternary rows.
 //
 // Summation: a chunk's 8 * bits lookups are summed in registers, chunks into a block of at most
 // lut_exact_block chunks of one group, blocks (scaled by a) into the row, as the plain exact
 // kernels do.
 inline constexpr index_t lut_exact_block = 32;
-inline constexpr index_t lut_exact_table = 16; // floats per step and plane
+inline constexpr index_t lut_exact_table = 16; // floats per table
 
+// Tables per step: one per bit plane, or with a zero point one shared by the planes.
 template <class K>
-inline constexpr bool lut_exact_serves = !K::zero_point;
+inline constexpr int lut_exact_tables = K::zero_point ? 1 : K::bits;
 
-// What bit b of plane p contributes to w / a (see above).
-constexpr float lut_exact_part(int bits, int plane, unsigned b) noexcept {
-  return bits == 1 ? (b != 0 ? 0.5f : -0.5f)
-                   : (plane == 0 ? (b != 0 ? 1.0f : 0.0f) : (b != 0 ? 0.0f : -2.0f));
+// What bit b of plane p contributes to w / a through the step's table p (see above; with a zero
+// point, that of an unflipped lane, without the plane's 2^p).
+template <class K>
+constexpr float lut_exact_part(int plane, unsigned b) noexcept {
+  if (K::zero_point)
+    return b != 0 ? 1.0f : 0.0f;
+  if (K::bits == 1)
+    return b != 0 ? 0.5f : -0.5f;
+  return plane == 0 ? (b != 0 ? 1.0f : 0.0f) : (b != 0 ? 0.0f : -2.0f);
+}
+
+// With a zero point: the code r nearest z (0 for a NaN z).
+template <class K>
+float lut_nearest_code(float z) noexcept {
+  return std::fmin(std::fmax(std::rint(z), 0.0f), static_cast<float>(K::code_max));
 }
 
 template <class A>
@@ -543,22 +566,23 @@ inline constexpr bool lut_exact_whole_tables =
 #endif
     !std::is_base_of<xsimd::avx2, vector_arch<A>>::value;
 
-// Per activation row, the tables of every step and plane: [n][chunks * 8][Bits][16] floats
+// Per activation row, the tables of every step: [n][chunks * 8][lut_exact_tables<K>][16] floats
 // (whole tables, or (A, A, B, B) for the AVX2 tile).
-template <class A, int Bits>
+template <class A, class K>
 void build_exact_tables(const float* x, index_t n, index_t cols, index_t chunks,
                         float* tables) noexcept {
+  constexpr int TB = lut_exact_tables<K>;
   const index_t steps = chunks * (chunk_codes / 4);
   for (index_t k = 0; k < n; ++k) {
     const float* xk = x + k * cols;
-    float* t = tables + k * steps * Bits * lut_exact_table;
+    float* t = tables + k * steps * TB * lut_exact_table;
     index_t s = 0;
 #if defined(__SSE2__)
     // The same sums four at a time, while the step's 4 activations are all inside the row.
     for (; 4 * s + 4 <= cols; ++s) {
       const __m128 v = _mm_loadu_ps(xk + 4 * s);
-      for (int p = 0; p < Bits; ++p, t += lut_exact_table) {
-        const float lo = lut_exact_part(Bits, p, 0), hi = lut_exact_part(Bits, p, 1);
+      for (int p = 0; p < TB; ++p, t += lut_exact_table) {
+        const float lo = lut_exact_part<K>(p, 0), hi = lut_exact_part<K>(p, 1);
         const __m128 part0 = _mm_setr_ps(lo, hi, lo, hi), part1 = _mm_setr_ps(lo, lo, hi, hi);
         const __m128 a = _mm_add_ps(_mm_mul_ps(part0, _mm_shuffle_ps(v, v, 0x00)),
                                     _mm_mul_ps(part1, _mm_shuffle_ps(v, v, 0x55)));
@@ -584,11 +608,11 @@ void build_exact_tables(const float* x, index_t n, index_t cols, index_t chunks,
         const index_t j = 4 * s + q;
         v[q] = j < cols ? xk[j] : 0.0f;
       }
-      for (int p = 0; p < Bits; ++p, t += lut_exact_table) {
+      for (int p = 0; p < TB; ++p, t += lut_exact_table) {
         float a[4], b[4];
         for (unsigned i = 0; i < 4; ++i) {
-          a[i] = lut_exact_part(Bits, p, i & 1u) * v[0] + lut_exact_part(Bits, p, i >> 1) * v[1];
-          b[i] = lut_exact_part(Bits, p, i & 1u) * v[2] + lut_exact_part(Bits, p, i >> 1) * v[3];
+          a[i] = lut_exact_part<K>(p, i & 1u) * v[0] + lut_exact_part<K>(p, i >> 1) * v[1];
+          b[i] = lut_exact_part<K>(p, i & 1u) * v[2] + lut_exact_part<K>(p, i >> 1) * v[3];
         }
         if constexpr (lut_exact_whole_tables<A>) {
           for (int e = 0; e < 16; ++e)
@@ -600,6 +624,34 @@ void build_exact_tables(const float* x, index_t n, index_t cols, index_t chunks,
           }
         }
       }
+    }
+  }
+}
+
+// With a zero point, per activation row and group the sum of its activations: [n][groups]. A
+// chunk's 32 in 8 interleaved sums, the chunks one after another.
+inline void lut_exact_group_sums(const float* x, index_t n, index_t cols, index_t chunks_per_group,
+                                 index_t groups, float* sums) noexcept {
+  const index_t group_cols = chunks_per_group * chunk_codes;
+  for (index_t k = 0; k < n; ++k) {
+    const float* xk = x + k * cols;
+    for (index_t g = 0; g < groups; ++g) {
+      const index_t j1 = std::min(cols, (g + 1) * group_cols);
+      float sum = 0.0f;
+      for (index_t j0 = g * group_cols; j0 < j1; j0 += chunk_codes) {
+        float part[8] = {};
+        if (j0 + chunk_codes <= j1) {
+          for (index_t j = 0; j < chunk_codes; j += 8)
+            for (int l = 0; l < 8; ++l)
+              part[l] += xk[j0 + j + l];
+        } else {
+          for (index_t j = j0; j < j1; ++j)
+            part[(j - j0) % 8] += xk[j];
+        }
+        sum += ((part[0] + part[1]) + (part[2] + part[3])) +
+               ((part[4] + part[5]) + (part[6] + part[7]));
+      }
+      sums[k * groups + g] = sum;
     }
   }
 }
@@ -616,31 +668,66 @@ APLQ_FORCE_INLINE void lut_exact_blocks(index_t chunks, index_t chunks_per_group
   }
 }
 
+// What an exact tile (tile t, activation row k) reads: its codes, scales and zero points, the
+// row's tables, and with a zero point its group sums.
+template <class Scale>
+struct lut_exact_inputs {
+  const std::uint8_t* codes;
+  const Scale* scales;
+  const Scale* zeros;
+  const float* tables;
+  const float* sums;
+};
+
+template <class K, class Scale>
+APLQ_FORCE_INLINE lut_exact_inputs<Scale> lut_exact_at(const lut_weights<Scale>& w, index_t t,
+                                                       const float* tables, const float* sums,
+                                                       index_t k) noexcept {
+  const index_t scales_at = t * w.groups * lut_tile_rows;
+  return {w.codes + t * w.tile_bytes, w.scales + scales_at,
+          K::zero_point ? w.zeros + scales_at : nullptr,
+          tables + k * w.chunks * 8 * lut_exact_tables<K> * lut_exact_table,
+          K::zero_point ? sums + k * w.groups : nullptr};
+}
+
 // One tile (32 rows from 32 * t) against activation row k, one lookup at a time (whole
 // tables): the kernel of every ISA without vpermps, and the reference for the vector ones.
 template <class K, class A, class Scale>
-void lut_exact_tile_scalar(const lut_weights<Scale>& w, index_t t, const float* tables, index_t k,
-                           float* y) noexcept {
-  const std::uint8_t* codes = w.codes + t * w.tile_bytes;
-  const Scale* sc = w.scales + t * w.groups * lut_tile_rows;
-  constexpr int B = K::bits;
-  const float* tab = tables + k * w.chunks * 8 * B * lut_exact_table;
+void lut_exact_tile_scalar(const lut_weights<Scale>& w, index_t t, const float* tables,
+                           const float* sums, index_t k, float* y) noexcept {
+  const auto [codes, sc, zc, tab, gsum] = lut_exact_at<K>(w, t, tables, sums, k);
+  constexpr int B = K::bits, TB = lut_exact_tables<K>;
   float acc[lut_tile_rows] = {};
   lut_exact_blocks(w.chunks, w.chunks_per_group, [&](index_t g, index_t b0, index_t b1) {
     for (int i = 0; i < lut_tile_rows; ++i) {
+      float a, z;
+      lut_affine<K, A>(sc, zc, g * lut_tile_rows + i, a, z);
+      unsigned flip = 0; // with a zero point: bit p set where r's is
       float block = 0.0f;
+      if constexpr (K::zero_point) {
+        const float r = lut_nearest_code<K>(z);
+        flip = static_cast<unsigned>(r);
+        if (b0 == g * w.chunks_per_group) // the group's term opens its first block
+          block = (r - z) * gsum[g];
+      }
       for (index_t c = b0; c < b1; ++c) {
-        float chunk = 0.0f;
+        float part[B] = {}; // per plane with a zero point; else all in part[0]
         for (int s = 0; s < 8; ++s)
           for (int p = 0; p < B; ++p) {
             const std::uint8_t code = codes[(c * B + p) * 128 + s / 2 * 32 + i];
-            const unsigned e = (code >> (s % 2 * 4)) & 0xfu;
-            chunk += tab[((c * 8 + s) * B + p) * lut_exact_table + e];
+            const unsigned e = ((code >> (s % 2 * 4)) & 0xfu) ^ ((flip >> p & 1u) * 0xfu);
+            part[K::zero_point ? p : 0] +=
+                tab[((c * 8 + s) * TB + (TB == 1 ? 0 : p)) * lut_exact_table + e];
           }
+        float chunk = part[0];
+        if constexpr (K::zero_point) {
+          if (flip & 1u)
+            chunk = -chunk;
+          if constexpr (B == 2)
+            chunk += (flip & 2u ? -2.0f : 2.0f) * part[1];
+        }
         block += chunk;
       }
-      float a, unused;
-      lut_affine<K, A>(sc, static_cast<const Scale*>(nullptr), g * lut_tile_rows + i, a, unused);
       acc[i] += a * block;
     }
   });
@@ -653,14 +740,13 @@ void lut_exact_tile_scalar(const lut_weights<Scale>& w, index_t t, const float* 
 // The AVX2 tile: rows by eights (quarters of the tile). A code byte's low and high nibbles index
 // two steps; vpermps (which reads bits 0-2) on the byte finds A[e & 3] in (A, A), on the byte >> 2
 // B[e >> 2] in (B, B), and on >> 4, >> 6 the same for the high nibble. Each plane sums into two
-// registers of its own.
+// registers of its own. With a zero point, a lane flips its index bytes by xor 0xff (both
+// nibbles) and its plane sum by the sign bit.
 template <class K, class Scale>
-void lut_exact_tile_avx2(const lut_weights<Scale>& w, index_t t, const float* tables, index_t k,
-                         float* y) noexcept {
-  const std::uint8_t* codes = w.codes + t * w.tile_bytes;
-  const Scale* sc = w.scales + t * w.groups * lut_tile_rows;
-  constexpr int B = K::bits;
-  const float* tab = tables + k * w.chunks * 8 * B * lut_exact_table;
+void lut_exact_tile_avx2(const lut_weights<Scale>& w, index_t t, const float* tables,
+                         const float* sums, index_t k, float* y) noexcept {
+  const auto [codes, sc, zc, tab, gsum] = lut_exact_at<K>(w, t, tables, sums, k);
+  constexpr int B = K::bits, TB = lut_exact_tables<K>;
   __m256 acc[4];
   for (int q = 0; q < 4; ++q)
     acc[q] = _mm256_setzero_ps();
@@ -669,20 +755,47 @@ void lut_exact_tile_avx2(const lut_weights<Scale>& w, index_t t, const float* ta
     __m256 block[4];
     for (int q = 0; q < 4; ++q)
       block[q] = _mm256_setzero_ps();
+    // With a zero point, per plane and row: 0xff and the sign bit where r has bit p set.
+    alignas(32) std::int32_t flip[B][lut_tile_rows], sign[B][lut_tile_rows];
+    if constexpr (K::zero_point) {
+      APLQ_PREFETCH(zc + g * lut_tile_rows + lut_prefetch_scales / sizeof(Scale));
+      const __m256 gs = _mm256_broadcast_ss(gsum + g);
+      for (int q = 0; q < 4; ++q) {
+        const __m256 z = lut_load8(zc + g * lut_tile_rows + 8 * q);
+        const __m256 r = _mm256_min_ps(
+            _mm256_max_ps(_mm256_round_ps(z, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                          _mm256_setzero_ps()),
+            _mm256_set1_ps(static_cast<float>(K::code_max)));
+        const __m256i ri = _mm256_cvttps_epi32(r);
+        for (int p = 0; p < B; ++p) {
+          const __m256i bit = _mm256_set1_epi32(1 << p);
+          const __m256i set = _mm256_cmpeq_epi32(_mm256_and_si256(ri, bit), bit);
+          _mm256_store_si256(reinterpret_cast<__m256i*>(flip[p] + 8 * q),
+                             _mm256_and_si256(set, _mm256_set1_epi32(0xff)));
+          _mm256_store_si256(reinterpret_cast<__m256i*>(sign[p] + 8 * q),
+                             _mm256_and_si256(set, _mm256_set1_epi32(INT32_MIN)));
+        }
+        if (b0 == g * w.chunks_per_group) // the group's term opens its first block
+          block[q] = _mm256_mul_ps(_mm256_sub_ps(r, z), gs);
+      }
+    }
     for (index_t c = b0; c < b1; ++c) {
       const std::uint8_t* chunk = codes + c * B * 128;
       lut_prefetch_chunk(chunk, B * 128);
-      const float* ts = tab + c * 8 * B * lut_exact_table;
+      const float* ts = tab + c * 8 * TB * lut_exact_table;
       for (int q = 0; q < 4; ++q) {
         __m256 pa[B], pb[B];
         for (int p = 0; p < B; ++p)
           pa[p] = pb[p] = _mm256_setzero_ps();
         for (int b = 0; b < 4; ++b)
           for (int p = 0; p < B; ++p) {
-            const __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+            __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
                 reinterpret_cast<const __m128i*>(chunk + p * 128 + 32 * b + 8 * q)));
-            const float* lo = ts + (2 * b * B + p) * lut_exact_table;
-            const float* hi = lo + B * lut_exact_table;
+            if constexpr (K::zero_point)
+              e = _mm256_xor_si256(
+                  e, _mm256_load_si256(reinterpret_cast<const __m256i*>(flip[p] + 8 * q)));
+            const float* lo = ts + (2 * b * TB + (TB == 1 ? 0 : p)) * lut_exact_table;
+            const float* hi = lo + TB * lut_exact_table;
             pa[p] = _mm256_add_ps(pa[p], _mm256_permutevar8x32_ps(_mm256_loadu_ps(lo), e));
             pb[p] = _mm256_add_ps(
                 pb[p], _mm256_permutevar8x32_ps(_mm256_loadu_ps(lo + 8), _mm256_srli_epi32(e, 2)));
@@ -691,9 +804,22 @@ void lut_exact_tile_avx2(const lut_weights<Scale>& w, index_t t, const float* ta
             pb[p] = _mm256_add_ps(
                 pb[p], _mm256_permutevar8x32_ps(_mm256_loadu_ps(hi + 8), _mm256_srli_epi32(e, 6)));
           }
-        __m256 sum = _mm256_add_ps(pa[0], pb[0]);
-        if constexpr (B == 2)
-          sum = _mm256_add_ps(sum, _mm256_add_ps(pa[1], pb[1]));
+        __m256 sum;
+        if constexpr (K::zero_point) {
+          const auto signed_by = [&](__m256 v, int p) {
+            return _mm256_xor_ps(v,
+                                 _mm256_load_ps(reinterpret_cast<const float*>(sign[p] + 8 * q)));
+          };
+          sum = signed_by(_mm256_add_ps(pa[0], pb[0]), 0);
+          if constexpr (B == 2) {
+            const __m256 v1 = _mm256_add_ps(pa[1], pb[1]);
+            sum = _mm256_add_ps(sum, signed_by(_mm256_add_ps(v1, v1), 1));
+          }
+        } else {
+          sum = _mm256_add_ps(pa[0], pb[0]);
+          if constexpr (B == 2)
+            sum = _mm256_add_ps(sum, _mm256_add_ps(pa[1], pb[1]));
+        }
         block[q] = _mm256_add_ps(block[q], sum);
       }
     }
@@ -712,46 +838,88 @@ void lut_exact_tile_avx2(const lut_weights<Scale>& w, index_t t, const float* ta
 #endif
 
 #if defined(__AVX512F__) && defined(__AVX512BW__)
+template <class Scale>
+APLQ_FORCE_INLINE __m512 lut_load16(const Scale* p) noexcept {
+  if constexpr (std::is_same<Scale, float>::value)
+    return _mm512_loadu_ps(p);
+  else
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
 // The AVX-512 tile: rows by sixteens (halves of the tile). vpermps on a zmm reads 4 index bits,
-// so the code byte (low nibble) and the byte >> 4 (high nibble) index whole tables.
+// so the code byte (low nibble) and the byte >> 4 (high nibble) index whole tables. With a zero
+// point, flips as in the AVX2 tile.
 template <class K, class Scale>
-void lut_exact_tile_avx512(const lut_weights<Scale>& w, index_t t, const float* tables, index_t k,
-                           float* y) noexcept {
-  const std::uint8_t* codes = w.codes + t * w.tile_bytes;
-  const Scale* sc = w.scales + t * w.groups * lut_tile_rows;
-  constexpr int B = K::bits;
-  const float* tab = tables + k * w.chunks * 8 * B * lut_exact_table;
+void lut_exact_tile_avx512(const lut_weights<Scale>& w, index_t t, const float* tables,
+                           const float* sums, index_t k, float* y) noexcept {
+  const auto [codes, sc, zc, tab, gsum] = lut_exact_at<K>(w, t, tables, sums, k);
+  constexpr int B = K::bits, TB = lut_exact_tables<K>, P = K::zero_point ? B : 1;
+  const auto signed_by = [](__m512 v, __m512i sign) {
+    return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), sign));
+  };
   __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
   lut_exact_blocks(w.chunks, w.chunks_per_group, [&](index_t g, index_t b0, index_t b1) {
     APLQ_PREFETCH(sc + g * lut_tile_rows + lut_prefetch_scales / sizeof(Scale));
     __m512 block[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    // With a zero point, per half and plane: 0xff and the sign bit where r has bit p set.
+    __m512i flip[2][B], sign[2][B];
+    if constexpr (K::zero_point) {
+      APLQ_PREFETCH(zc + g * lut_tile_rows + lut_prefetch_scales / sizeof(Scale));
+      const __m512 gs = _mm512_set1_ps(gsum[g]);
+      for (int h = 0; h < 2; ++h) {
+        const __m512 z = lut_load16(zc + g * lut_tile_rows + 16 * h);
+        const __m512 r = _mm512_min_ps(
+            _mm512_max_ps(_mm512_roundscale_ps(z, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                          _mm512_setzero_ps()),
+            _mm512_set1_ps(static_cast<float>(K::code_max)));
+        const __m512i ri = _mm512_cvttps_epi32(r);
+        for (int p = 0; p < B; ++p) {
+          const __mmask16 set = _mm512_test_epi32_mask(ri, _mm512_set1_epi32(1 << p));
+          flip[h][p] = _mm512_maskz_mov_epi32(set, _mm512_set1_epi32(0xff));
+          sign[h][p] = _mm512_maskz_mov_epi32(set, _mm512_set1_epi32(INT32_MIN));
+        }
+        if (b0 == g * w.chunks_per_group) // the group's term opens its first block
+          block[h] = _mm512_mul_ps(_mm512_sub_ps(r, z), gs);
+      }
+    }
     for (index_t c = b0; c < b1; ++c) {
       const std::uint8_t* chunk = codes + c * B * 128;
       lut_prefetch_chunk(chunk, B * 128);
-      const float* ts = tab + c * 8 * B * lut_exact_table;
-      __m512 pa[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-      __m512 pb[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+      const float* ts = tab + c * 8 * TB * lut_exact_table;
+      __m512 pa[2][P], pb[2][P];
+      for (int h = 0; h < 2; ++h)
+        for (int p = 0; p < P; ++p)
+          pa[h][p] = pb[h][p] = _mm512_setzero_ps();
       for (int b = 0; b < 4; ++b)
         for (int p = 0; p < B; ++p) {
-          const __m512 lo = _mm512_loadu_ps(ts + (2 * b * B + p) * lut_exact_table);
-          const __m512 hi = _mm512_loadu_ps(ts + ((2 * b + 1) * B + p) * lut_exact_table);
+          const int table = TB == 1 ? 0 : p;
+          const __m512 lo = _mm512_loadu_ps(ts + (2 * b * TB + table) * lut_exact_table);
+          const __m512 hi = _mm512_loadu_ps(ts + ((2 * b + 1) * TB + table) * lut_exact_table);
           for (int h = 0; h < 2; ++h) {
-            const __m512i e = _mm512_cvtepu8_epi32(_mm_loadu_si128(
+            __m512i e = _mm512_cvtepu8_epi32(_mm_loadu_si128(
                 reinterpret_cast<const __m128i*>(chunk + p * 128 + 32 * b + 16 * h)));
-            pa[h] = _mm512_add_ps(pa[h], _mm512_permutexvar_ps(e, lo));
-            pb[h] = _mm512_add_ps(pb[h], _mm512_permutexvar_ps(_mm512_srli_epi32(e, 4), hi));
+            if constexpr (K::zero_point)
+              e = _mm512_xor_si512(e, flip[h][p]);
+            const int into = P == 1 ? 0 : p;
+            pa[h][into] = _mm512_add_ps(pa[h][into], _mm512_permutexvar_ps(e, lo));
+            pb[h][into] =
+                _mm512_add_ps(pb[h][into], _mm512_permutexvar_ps(_mm512_srli_epi32(e, 4), hi));
           }
         }
-      for (int h = 0; h < 2; ++h)
-        block[h] = _mm512_add_ps(block[h], _mm512_add_ps(pa[h], pb[h]));
+      for (int h = 0; h < 2; ++h) {
+        __m512 sum = _mm512_add_ps(pa[h][0], pb[h][0]);
+        if constexpr (K::zero_point) {
+          sum = signed_by(sum, sign[h][0]);
+          if constexpr (B == 2) {
+            const __m512 v1 = _mm512_add_ps(pa[h][1], pb[h][1]);
+            sum = _mm512_add_ps(sum, signed_by(_mm512_add_ps(v1, v1), sign[h][1]));
+          }
+        }
+        block[h] = _mm512_add_ps(block[h], sum);
+      }
     }
     for (int h = 0; h < 2; ++h) {
-      const Scale* s16 = sc + g * lut_tile_rows + 16 * h;
-      __m512 a;
-      if constexpr (std::is_same<Scale, float>::value)
-        a = _mm512_loadu_ps(s16);
-      else
-        a = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s16)));
+      __m512 a = lut_load16(sc + g * lut_tile_rows + 16 * h);
       if constexpr (K::affine_a(1.0f) != 1.0f)
         a = _mm512_mul_ps(a, _mm512_set1_ps(K::affine_a(1.0f)));
       acc[h] = _mm512_fmadd_ps(a, block[h], acc[h]);
@@ -766,20 +934,20 @@ void lut_exact_tile_avx512(const lut_weights<Scale>& w, index_t t, const float* 
 
 template <class K, class A, class Scale>
 APLQ_FORCE_INLINE void lut_exact_tile(const lut_weights<Scale>& w, index_t t, const float* tables,
-                                      index_t k, float* y) noexcept {
+                                      const float* sums, index_t k, float* y) noexcept {
 #if defined(__AVX512F__) && defined(__AVX512BW__)
   if constexpr (std::is_base_of<xsimd::avx512f, A>::value) {
-    lut_exact_tile_avx512<K>(w, t, tables, k, y);
+    lut_exact_tile_avx512<K>(w, t, tables, sums, k, y);
     return;
   }
 #endif
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   if constexpr (!lut_exact_whole_tables<A>) {
-    lut_exact_tile_avx2<K>(w, t, tables, k, y);
+    lut_exact_tile_avx2<K>(w, t, tables, sums, k, y);
     return;
   }
 #endif
-  lut_exact_tile_scalar<K, A>(w, t, tables, k, y);
+  lut_exact_tile_scalar<K, A>(w, t, tables, sums, k, y);
 }
 
 // From how many activation rows the exact policy on a lut_matrix takes the plain kernels' f32
@@ -845,12 +1013,11 @@ void lut_exact_panel_task(const lut_weights<Scale>& w, index_t t0, index_t t1,
                   lut_exact_fill<K, A>(w));
 }
 
-// The exact policy on a lut_matrix of a symmetric format: the tables once per call, then the
-// tiles; from lut_exact_panel_min_batch activation rows on, the panels instead.
+// The exact policy on a lut_matrix: the tables (and with a zero point the group sums) once per
+// call, then the tiles; from lut_exact_panel_min_batch activation rows on, the panels instead.
 template <class K, class A, class Scale>
 status lut_exact_run(const lut_weights<Scale>& w, const float* x, index_t n, float* y,
                      const options& opt) noexcept {
-  static_assert(lut_exact_serves<K>, "lut_exact_run: symmetric formats only");
   // Tasks of whole tiles and, where it can be done in few tiles, whole panel row groups.
   constexpr index_t per_group = panel_rows<A> / std::gcd<index_t>(lut_tile_rows, panel_rows<A>);
   const bool panels = n >= lut_exact_panel_min_batch<K::bits>;
@@ -875,18 +1042,23 @@ status lut_exact_run(const lut_weights<Scale>& w, const float* x, index_t n, flo
   }
   // Per calling thread, reused across calls (see run in kernel.hpp).
   thread_local std::vector<float> table_buffer;
+  const index_t table_floats = n * w.chunks * 8 * lut_exact_tables<K> * lut_exact_table;
   try {
-    table_buffer.resize(static_cast<std::size_t>(n * w.chunks * 8 * K::bits * lut_exact_table));
+    table_buffer.resize(
+        static_cast<std::size_t>(table_floats + (K::zero_point ? n * w.groups : 0)));
   } catch (const std::bad_alloc&) {
     return status::out_of_memory;
   }
-  build_exact_tables<A, K::bits>(x, n, w.cols, w.chunks, table_buffer.data());
+  build_exact_tables<A, K>(x, n, w.cols, w.chunks, table_buffer.data());
   const float* tables = table_buffer.data();
+  float* sums = K::zero_point ? table_buffer.data() + table_floats : nullptr;
+  if constexpr (K::zero_point)
+    lut_exact_group_sums(x, n, w.cols, w.chunks_per_group, w.groups, sums);
   auto task = [&](index_t b) noexcept {
     const index_t t1 = std::min(w.tiles, (b + 1) * block);
     for (index_t t = b * block; t < t1; ++t)
       for (index_t k = 0; k < n; ++k)
-        lut_exact_tile<K, A>(w, t, tables, k, y);
+        lut_exact_tile<K, A>(w, t, tables, sums, k, y);
   };
   thread_pool::global().run(opt.threads, tasks, task);
   return status::ok;
@@ -947,12 +1119,8 @@ status lut_run(const lut_weights<Scale>& w, const float* x, index_t n, float* y,
     return status::invalid_shape;
   if (x == nullptr || y == nullptr)
     return status::null_pointer;
-  if (opt.policy == compute::exact) {
-    if constexpr (lut_exact_serves<K>)
-      return lut_exact_run<K, A>(w, x, n, y, opt);
-    else
-      return status::invalid_argument; // see lut_exact_serves
-  }
+  if (opt.policy == compute::exact)
+    return lut_exact_run<K, A>(w, x, n, y, opt);
   if (opt.policy != compute::int8)
     return status::invalid_argument;
   // Per calling thread, reused across calls (see run in kernel.hpp).
@@ -1026,8 +1194,8 @@ lut_weights<Scale> lut_weights_of(const Scale* scales, const Scale* zeros,
 } // namespace detail
 
 // Y [n][rows] = X [n][cols] W^T by table lookup on architecture A: the int8 policy (the default
-// here), or for symmetric formats the exact one (any other policy, or the exact one with a zero
-// point: status::invalid_argument). Results do not depend on the thread count.
+// here) or the exact one (any other policy: status::invalid_argument). Results do not depend on
+// the thread count.
 template <class A, class F>
 status gemm(const lut_view<F>& w, const float* x, index_t n, float* y,
             const options& opt = {1, compute::int8}) noexcept {
