@@ -267,6 +267,46 @@ TEST_CASE_TEMPLATE("cpu/lut: the exact panels' fallback without buffers against 
   CHECK(worst_outside(y, expect, exact_bound(q.view(), x, n, true)).first == -1);
 }
 
+// The same for the int8 policy: tasks whose int8 panels find no memory fall back to the tables,
+// and without memory for those either to lut_tile_unbuffered, called directly here on every tile.
+TEST_CASE_TEMPLATE("cpu/lut: the int8 fallback without buffers against the oracle", F, q2_g32,
+                   format<1, 128, true, half>, format<2, whole_row, true>) {
+  rng r(9229);
+  const index_t m = 37, k = 1100, n = 3;
+  const auto w = r.normal(m * k), x = r.normal(n * k);
+  qmatrix<F> q;
+  REQUIRE(quantize<F>(w.data(), m, k, q) == status::ok);
+  set_off_grid_zeros(q);
+  cpu::lut_matrix<F> lut;
+  REQUIRE(lut.pack(q.view()) == status::ok);
+  using S = typename F::scale_type;
+  using K = cpu::detail::lut_format<F::bits, F::zero_point, S>;
+  using A = xsimd::default_arch;
+  const auto v = lut.view();
+  const auto lw =
+      cpu::detail::lut_weights_of<S>(v.scales, v.zeros, v.codes, F::bits, F::group, m, k);
+  cpu::detail::activations act;
+  REQUIRE(cpu::detail::prepare<K, A>(x.data(), n, k, lw.groups, lw.chunks_per_group, compute::int8,
+                                     act) == status::ok);
+  auto y = poisoned(n * m + guard);
+  for (index_t t = 0; t < lw.tiles; ++t)
+    cpu::detail::lut_tile_unbuffered<K, A>(lw, t, act, y.data());
+  for (index_t i = 0; i < guard; ++i)
+    CHECK(std::isnan(y[static_cast<std::size_t>(n * m + i)]));
+  y.resize(static_cast<std::size_t>(n * m));
+  std::vector<double> expect(static_cast<std::size_t>(n * m));
+  REQUIRE(ref::gemm(q.view(), x.data(), n, expect.data()) == status::ok);
+  INFO(name_of<F>().c_str(), " ", seed_note());
+  CHECK(worst_outside(y, expect, int8_bound(q.view(), x, n)).first == -1);
+  // The plain int8 kernels compute the same integer dots: only f32 rounding may differ.
+  std::vector<float> plain(y.size());
+  REQUIRE(dispatch::gemm(dispatch::erase(q.view()), x.data(), n, plain.data(),
+                         {1, compute::int8}) == status::ok);
+  CHECK(worst_outside(y, std::vector<double>(plain.begin(), plain.end()),
+                      int8_bound(q.view(), x, n, true))
+            .first == -1);
+}
+
 TEST_CASE("cpu/lut: bad arguments return a status and leave the output alone") {
   using F = format<2, 32, true>;
   rng r(7007);

@@ -502,6 +502,49 @@ APLQ_FORCE_INLINE void lut_tile(const lut_weights<Scale>& w, index_t t, const ac
   lut_tile_scalar<K, A>(w, t, act, tables, k, y);
 }
 
+// What lut_run does for the tiles whose int8 panels found no memory when it cannot allocate the
+// tables either: tile t (32 rows from 32 * t) against every activation row, each chunk's integer
+// dot product straight from the codes (the sum a table lookup gives), then the f32 sums of
+// lut_tile_scalar. Slow, but it needs no memory, so a call whose panels have begun writing y can
+// finish.
+template <class K, class A, class Scale>
+void lut_tile_unbuffered(const lut_weights<Scale>& w, index_t t, const activations& act,
+                         float* y) noexcept {
+  const index_t stride = act.chunks * chunk_codes, scales_at = t * w.groups * lut_tile_rows;
+  const std::uint8_t* codes = w.codes + t * w.tile_bytes;
+  const Scale* sc = w.scales + scales_at;
+  const Scale* zc = K::zero_point ? w.zeros + scales_at : nullptr;
+  for (index_t k = 0; k < act.n; ++k) {
+    const float* dx = act.dx.data() + k * act.chunks;
+    const float* gsum = act.gsum.data() + k * act.groups;
+    const std::int8_t* xq = act.xq.data() + k * stride;
+    for (index_t i = 0; i < lut_tile_rows && t * lut_tile_rows + i < w.rows; ++i) {
+      float acc = 0.0f, off = 0.0f;
+      for (index_t g = 0; g < w.groups; ++g) {
+        float gacc = 0.0f;
+        const index_t end = std::min(w.chunks, (g + 1) * w.chunks_per_group);
+        for (index_t c = g * w.chunks_per_group; c < end; ++c) {
+          int dot = 0;
+          for (int p = 0; p < K::bits; ++p) {
+            const std::uint8_t* blk = codes + (c * K::bits + p) * 128;
+            int part = 0;
+            for (int j = 0; j < chunk_codes; ++j)
+              if ((blk[j / 8 * 32 + i] >> (j % 8)) & 1u)
+                part += xq[c * chunk_codes + j];
+            dot += part * (1 << p);
+          }
+          gacc += static_cast<float>(dot) * dx[c];
+        }
+        float a, cz;
+        lut_affine<K, A>(sc, zc, g * lut_tile_rows + i, a, cz);
+        acc += a * gacc;
+        off += a * cz * gsum[g];
+      }
+      y[k * w.rows + t * lut_tile_rows + i] = acc - off;
+    }
+  }
+}
+
 // ---- The exact policy: tables of f32 sums ----
 //
 // The same lookup with the activations as they are. A weight is w = a * v with v a sum over the
@@ -1133,7 +1176,8 @@ status lut_run(const lut_weights<Scale>& w, const float* x, index_t n, float* y,
     return s;
   const index_t block = std::max<index_t>(1, w.tiles / 64);
   const index_t tasks = (w.tiles + block - 1) / block;
-  // Tasks the panels could not take (no memory for their buffers) fall back to the tables.
+  // Tasks the panels could not take (no memory for their buffers) fall back to the tables, or
+  // without memory for those either, to lut_tile_unbuffered.
   std::vector<unsigned char> left;
   if constexpr (int8_panel_shape<A>::rows > 0) {
     if (n >= lut_panel_min_batch<A, K::bits>) {
@@ -1156,7 +1200,16 @@ status lut_run(const lut_weights<Scale>& w, const float* x, index_t n, float* y,
   try {
     tables.resize(static_cast<std::size_t>(n * w.chunks * 256));
   } catch (const std::bad_alloc&) {
-    return status::out_of_memory;
+    if (left.empty())
+      return status::out_of_memory; // nothing written yet
+    auto unbuffered_task = [&](index_t b) noexcept {
+      if (!left[static_cast<std::size_t>(b)])
+        return;
+      for (index_t t = b * block; t < std::min(w.tiles, (b + 1) * block); ++t)
+        lut_tile_unbuffered<K, A>(w, t, act, y);
+    };
+    thread_pool::global().run(opt.threads, tasks, unbuffered_task);
+    return status::ok;
   }
   build_tables<A>(act, tables.data());
   const std::uint8_t* tab = tables.data();
