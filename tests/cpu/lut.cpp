@@ -270,7 +270,7 @@ TEST_CASE_TEMPLATE("cpu/lut: the exact panels' fallback without buffers against 
 // The same for the int8 policy: tasks whose int8 panels find no memory fall back to the tables,
 // and without memory for those either to lut_tile_unbuffered, called directly here on every tile.
 TEST_CASE_TEMPLATE("cpu/lut: the int8 fallback without buffers against the oracle", F, q2_g32,
-                   format<1, 128, true, half>, format<2, whole_row, true>) {
+                   q1_g32, format<1, 128, true, half>, format<2, whole_row, true>) {
   rng r(9229);
   const index_t m = 37, k = 1100, n = 3;
   const auto w = r.normal(m * k), x = r.normal(n * k);
