@@ -173,7 +173,7 @@ status prepare(const float* x, index_t n, index_t cols, index_t groups, index_t 
 
 // The chunk `c` of `row`: its stripe and plane, or for a sequential row its bytes (copied into
 // `tail` when the row ends inside the chunk, so no load reads past the row).
-template <class F, class A>
+template <class F, class A, class VA = vector_arch<A>>
 APLQ_FORCE_INLINE auto chunk_at(const std::uint8_t* row, index_t row_bytes, index_t c,
                                 std::uint8_t* tail) noexcept {
   if constexpr (is_sequential<F>) {
@@ -182,12 +182,12 @@ APLQ_FORCE_INLINE auto chunk_at(const std::uint8_t* row, index_t row_bytes, inde
     if (begin + bytes > row_bytes) {
       std::memset(tail, 0, chunk_codes);
       std::memcpy(tail, row + begin, static_cast<std::size_t>(row_bytes - begin));
-      return load_chunk<F, vector_arch<A>>(tail, 0, vector_arch<A>{});
+      return load_chunk<F, VA>(tail, 0, VA{});
     }
-    return load_chunk<F, vector_arch<A>>(row + begin, 0, vector_arch<A>{});
+    return load_chunk<F, VA>(row + begin, 0, VA{});
   } else {
-    return load_chunk<F, vector_arch<A>>(row + c / F::per_byte * chunk_codes,
-                                         static_cast<int>(c % F::per_byte), vector_arch<A>{});
+    return load_chunk<F, VA>(row + c / F::per_byte * chunk_codes, static_cast<int>(c % F::per_byte),
+                             VA{});
   }
 }
 
@@ -251,13 +251,13 @@ APLQ_FORCE_INLINE void static_for(Fn&& f) {
 }
 
 // step(ch, load) for every chunk ch in [begin, end) in order, where load(row) returns chunk ch
-// of the row starting at `row`. A stripe holds per_byte chunks: the planes of a stripe inside
-// the range come from one load (which the compiler shares between them) at constant shifts,
-// where chunk_at loads once per chunk and shifts by a run-time count.
-template <class F, class A, class Scale, class Step>
+// of the row starting at `row` (load_chunk of the vector architecture VA). A stripe holds per_byte
+// chunks: the planes of a stripe inside the range come from one load (which the compiler shares
+// between them) at constant shifts, where chunk_at loads once per chunk and shifts by a run-time
+// count.
+template <class F, class A, class VA = vector_arch<A>, class Scale, class Step>
 APLQ_FORCE_INLINE void for_each_chunk(const weights<Scale>& w, index_t begin, index_t end,
                                       std::uint8_t* tail, Step&& step) {
-  using VA = vector_arch<A>;
   index_t ch = begin;
   if constexpr (!is_sequential<F> && F::per_byte > 1) {
     if (begin % F::per_byte == 0)
@@ -270,7 +270,8 @@ APLQ_FORCE_INLINE void for_each_chunk(const weights<Scale>& w, index_t begin, in
       }
   }
   for (; ch < end; ++ch)
-    step(ch, [&](const std::uint8_t* row) { return chunk_at<F, A>(row, w.row_bytes, ch, tail); });
+    step(ch,
+         [&](const std::uint8_t* row) { return chunk_at<F, A, VA>(row, w.row_bytes, ch, tail); });
 }
 
 // The chunk's products wv * x summed lane-wise: one multiply, then an FMA per vector.
@@ -292,7 +293,7 @@ inline constexpr index_t block_chunks = 32;
 template <class F, class A, int RT, int NX, class Scale>
 inline void tile_exact(const weights<Scale>& w, index_t r, const activations& act, index_t n,
                        float* y) noexcept {
-  using VA = vector_arch<A>;
+  using VA = exact_vector_arch<A>;
   using fb = xsimd::batch<float, VA>;
   constexpr int V = chunk_codes / static_cast<int>(fb::size);
   const index_t stride = act.chunks * chunk_codes;
@@ -319,7 +320,7 @@ inline void tile_exact(const weights<Scale>& w, index_t r, const activations& ac
               xsimd::fma(fb(a), chunk_products(wv, xs + k * stride + ch * chunk_codes), acc[i][k]);
       }
     };
-    for_each_chunk<F, A>(w, 0, w.chunks, tail, step);
+    for_each_chunk<F, A, VA>(w, 0, w.chunks, tail, step);
   } else {
     for (index_t g = 0; g < w.groups; ++g) {
       float a[RT], c[RT];
@@ -337,7 +338,7 @@ inline void tile_exact(const weights<Scale>& w, index_t r, const activations& ac
         for (int i = 0; i < RT; ++i)
           for (int k = 0; k < NX; ++k)
             bacc[i][k] = fb(0.0f);
-        for_each_chunk<F, A>(w, b0, b1, tail, [&](index_t ch, auto load) {
+        for_each_chunk<F, A, VA>(w, b0, b1, tail, [&](index_t ch, auto load) {
           prefetch_next_tile<F, RT>(w, r, ch);
           for (int i = 0; i < RT; ++i) {
             fb wv[V];

@@ -36,6 +36,14 @@ struct vector_arch_of {
 template <class A>
 using vector_arch = typename vector_arch_of<A>::type;
 
+// The registers of the exact policy's tiles (kernel.hpp, tile_exact): vector_arch<A> by default.
+// The AVX-512 tiers take zmm there (arch/avx512bw.hpp), where one vpermps looks a code up in a
+// 16-entry f32 table.
+template <class A>
+struct exact_vector_arch_of : vector_arch_of<A> {};
+template <class A>
+using exact_vector_arch = typename exact_vector_arch_of<A>::type;
+
 template <class F>
 inline constexpr bool is_sequential =
     std::is_same<typename F::layout_type, layout::sequential>::value;
