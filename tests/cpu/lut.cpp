@@ -232,78 +232,81 @@ TEST_CASE_TEMPLATE("cpu/lut, static dispatch: header-only entry points against t
   CHECK(worst_outside(ye, expect, lut_exact_bound(q.view(), x, n)).first == -1);
 }
 
+// The fallback tests' setup: 37 x 1100 weights (zero points off the grid) packed for table
+// lookup, 3 activation rows prepared for `policy` on the architecture this file is compiled for,
+// and a poisoned output with a guard behind it.
+template <class F>
+struct unbuffered_case {
+  using S = typename F::scale_type;
+  using K = cpu::detail::lut_format<F::bits, F::zero_point, S>;
+  using A = xsimd::default_arch;
+  static constexpr index_t m = 37, k = 1100, n = 3;
+
+  std::vector<float> x;
+  qmatrix<F> q;
+  cpu::lut_matrix<F> lut;
+  cpu::detail::lut_weights<S> lw;
+  cpu::detail::activations act;
+  std::vector<float> y = poisoned(n * m + guard);
+
+  unbuffered_case(std::uint64_t seed, compute policy) {
+    rng r(seed);
+    const auto w = r.normal(m * k);
+    x = r.normal(n * k);
+    REQUIRE(quantize<F>(w.data(), m, k, q) == status::ok);
+    set_off_grid_zeros(q);
+    REQUIRE(lut.pack(q.view()) == status::ok);
+    const auto v = lut.view();
+    lw = cpu::detail::lut_weights_of<S>(v.scales, v.zeros, v.codes, F::bits, F::group, m, k);
+    REQUIRE(cpu::detail::prepare<K, A>(x.data(), n, k, lw.groups, lw.chunks_per_group, policy,
+                                       act) == status::ok);
+  }
+
+  // After the kernels ran: the guard untouched, y cut to the output, and the oracle's results.
+  std::vector<double> finish() {
+    for (index_t i = 0; i < guard; ++i)
+      CHECK(std::isnan(y[static_cast<std::size_t>(n * m + i)]));
+    y.resize(static_cast<std::size_t>(n * m));
+    std::vector<double> expect(static_cast<std::size_t>(n * m));
+    REQUIRE(ref::gemm(q.view(), x.data(), n, expect.data()) == status::ok);
+    return expect;
+  }
+};
+
 // Without memory for its buffers, exact_panels (kernel.hpp) takes exact_rows_unbuffered with the
 // same fill, a row and a chunk at a time, so that a call that has begun writing its output can
 // finish. A failed allocation cannot be staged here: the fallback is called directly, with the
 // table-lookup layout's fill, on the architecture this file is compiled for.
 TEST_CASE_TEMPLATE("cpu/lut: the exact panels' fallback without buffers against the oracle", F,
                    q2_g32, format<1, 128, false, half>, format<2, 64, true>) {
-  rng r(8118);
-  const index_t m = 37, k = 1100, n = 3;
-  const auto w = r.normal(m * k), x = r.normal(n * k);
-  qmatrix<F> q;
-  REQUIRE(quantize<F>(w.data(), m, k, q) == status::ok);
-  set_off_grid_zeros(q);
-  cpu::lut_matrix<F> lut;
-  REQUIRE(lut.pack(q.view()) == status::ok);
-  using S = typename F::scale_type;
-  using K = cpu::detail::lut_format<F::bits, F::zero_point, S>;
-  using A = xsimd::default_arch;
-  const auto v = lut.view();
-  const auto lw =
-      cpu::detail::lut_weights_of<S>(v.scales, v.zeros, v.codes, F::bits, F::group, m, k);
-  cpu::detail::activations act;
-  REQUIRE(cpu::detail::prepare<K, A>(x.data(), n, k, lw.groups, lw.chunks_per_group, compute::exact,
-                                     act) == status::ok);
-  auto y = poisoned(n * m + guard);
-  auto fill = cpu::detail::lut_exact_fill<K, A>(lw);
-  cpu::detail::exact_rows_unbuffered<A>(0, m, m, act, y.data(), fill);
-  for (index_t i = 0; i < guard; ++i)
-    CHECK(std::isnan(y[static_cast<std::size_t>(n * m + i)]));
-  y.resize(static_cast<std::size_t>(n * m));
-  std::vector<double> expect(static_cast<std::size_t>(n * m));
-  REQUIRE(ref::gemm(q.view(), x.data(), n, expect.data()) == status::ok);
+  unbuffered_case<F> c(8118, compute::exact);
+  using K = typename unbuffered_case<F>::K;
+  using A = typename unbuffered_case<F>::A;
+  auto fill = cpu::detail::lut_exact_fill<K, A>(c.lw);
+  cpu::detail::exact_rows_unbuffered<A>(0, c.m, c.m, c.act, c.y.data(), fill);
+  const auto expect = c.finish();
   INFO(name_of<F>().c_str(), " ", seed_note());
-  CHECK(worst_outside(y, expect, exact_bound(q.view(), x, n, true)).first == -1);
+  CHECK(worst_outside(c.y, expect, exact_bound(c.q.view(), c.x, c.n, true)).first == -1);
 }
 
 // The same for the int8 policy: tasks whose int8 panels find no memory fall back to the tables,
 // and without memory for those either to lut_tile_unbuffered, called directly here on every tile.
 TEST_CASE_TEMPLATE("cpu/lut: the int8 fallback without buffers against the oracle", F, q2_g32,
                    q1_g32, format<1, 128, true, half>, format<2, whole_row, true>) {
-  rng r(9229);
-  const index_t m = 37, k = 1100, n = 3;
-  const auto w = r.normal(m * k), x = r.normal(n * k);
-  qmatrix<F> q;
-  REQUIRE(quantize<F>(w.data(), m, k, q) == status::ok);
-  set_off_grid_zeros(q);
-  cpu::lut_matrix<F> lut;
-  REQUIRE(lut.pack(q.view()) == status::ok);
-  using S = typename F::scale_type;
-  using K = cpu::detail::lut_format<F::bits, F::zero_point, S>;
-  using A = xsimd::default_arch;
-  const auto v = lut.view();
-  const auto lw =
-      cpu::detail::lut_weights_of<S>(v.scales, v.zeros, v.codes, F::bits, F::group, m, k);
-  cpu::detail::activations act;
-  REQUIRE(cpu::detail::prepare<K, A>(x.data(), n, k, lw.groups, lw.chunks_per_group, compute::int8,
-                                     act) == status::ok);
-  auto y = poisoned(n * m + guard);
-  for (index_t t = 0; t < lw.tiles; ++t)
-    cpu::detail::lut_tile_unbuffered<K, A>(lw, t, act, y.data());
-  for (index_t i = 0; i < guard; ++i)
-    CHECK(std::isnan(y[static_cast<std::size_t>(n * m + i)]));
-  y.resize(static_cast<std::size_t>(n * m));
-  std::vector<double> expect(static_cast<std::size_t>(n * m));
-  REQUIRE(ref::gemm(q.view(), x.data(), n, expect.data()) == status::ok);
+  unbuffered_case<F> c(9229, compute::int8);
+  using K = typename unbuffered_case<F>::K;
+  using A = typename unbuffered_case<F>::A;
+  for (index_t t = 0; t < c.lw.tiles; ++t)
+    cpu::detail::lut_tile_unbuffered<K, A>(c.lw, t, c.act, c.y.data());
+  const auto expect = c.finish();
   INFO(name_of<F>().c_str(), " ", seed_note());
-  CHECK(worst_outside(y, expect, int8_bound(q.view(), x, n)).first == -1);
+  CHECK(worst_outside(c.y, expect, int8_bound(c.q.view(), c.x, c.n)).first == -1);
   // The plain int8 kernels compute the same integer dots: only f32 rounding may differ.
-  std::vector<float> plain(y.size());
-  REQUIRE(dispatch::gemm(dispatch::erase(q.view()), x.data(), n, plain.data(),
+  std::vector<float> plain(c.y.size());
+  REQUIRE(dispatch::gemm(dispatch::erase(c.q.view()), c.x.data(), c.n, plain.data(),
                          {1, compute::int8}) == status::ok);
-  CHECK(worst_outside(y, std::vector<double>(plain.begin(), plain.end()),
-                      int8_bound(q.view(), x, n, true))
+  CHECK(worst_outside(c.y, std::vector<double>(plain.begin(), plain.end()),
+                      int8_bound(c.q.view(), c.x, c.n, true))
             .first == -1);
 }
 
