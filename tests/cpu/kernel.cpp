@@ -2,7 +2,7 @@
 // The CPU kernels against aplq::ref: every format x layout x compute policy x ISA this CPU runs,
 // on odd shapes (1x1, K off the chunk and group sizes, M off the row block, large K), GEMV and
 // batched GEMM (the exact policy's tile and panel paths), results independent of the thread
-// count, and bad arguments rejected.
+// count (and, for the exact policy's tiles, of the batch), and bad arguments rejected.
 #include "../testing.hpp"
 #include "bounds.hpp"
 
@@ -69,6 +69,18 @@ void check_format(const shape& sh, std::uint64_t salt, const std::vector<dispatc
       auto y1 = poisoned(sh.m);
       REQUIRE(dispatch::gemv(erased, x.data(), y1.data(), {1, policy}, isa) == status::ok);
       CHECK(worst_outside(y1, expect, bound).first == -1);
+
+      // The exact policy's arithmetic for an output is the same whatever tile it falls in: each
+      // activation row of the batch gives, bit for bit, what its GEMV gives.
+      if (policy == compute::exact)
+        for (index_t j = 0; j < batch; ++j) {
+          INFO("activation row ", j);
+          auto yj = poisoned(sh.m);
+          REQUIRE(dispatch::gemv(erased, x.data() + j * sh.k, yj.data(), {1, policy}, isa) ==
+                  status::ok);
+          CHECK(std::memcmp(yj.data(), y.data() + j * sh.m,
+                            static_cast<std::size_t>(sh.m) * sizeof(float)) == 0);
+        }
 
       // Bit-identical for any thread count.
       check_thread_counts(y, [&](int threads, float* out) {

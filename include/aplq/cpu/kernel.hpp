@@ -515,9 +515,20 @@ APLQ_FORCE_INLINE void tile(const weights<Scale>& w, index_t r, const activation
 // batch_row_tile weight rows. 2 x 4 beat 1 x 4 in 15 of 16 in-cache GEMM cases (q4_g32 and
 // q4_g128, both policies, batch 16 and 64, AVX2 and AVX-512VL builds; 1024x1024, best of 20);
 // 4 x 4 spills on AVX2 and was no better.
+// The exact tiles on zmm (the AVX-512 tiers) have 32 registers: 4 x 4 holds its 16 accumulators
+// with room for a row's chunk and the activations, and halves the activation loads, which come
+// from L2 (4 rows of f32 activations at K = 4096 are 64 KiB). 4096x4096 exact, out of cache,
+// one thread of a 2-vCPU Intel Xeon (Emerald Rapids), median of 60 calls, best of 2 alternating
+// runs, 2 x 4 -> 4 x 4: batch 4 q4_g32_s32 2801 -> 1743 us, q4_g128_s32 3028 -> 2296,
+// q8_g32_s32 3238 -> 2119, q2_g32_z_s32 3141 -> 2269; batch 8 q4_g32_s32 5570 -> 3503; batch 11
+// q4_g32_s32 11651 -> 7135. Groups of several chunks add 16 block sums, so some spill; there
+// (group 128, 1, 2, 4 and 8 bits, with and without zero points) 4 x 4 was as fast or faster
+// in 3 rounds and 3 x 4 was slower. The int8 tiles (ymm) showed no difference beyond the noise.
 inline constexpr int row_tile = 4;
 inline constexpr int batch_tile = 4;
-inline constexpr int batch_row_tile = 2;
+template <class A, compute P>
+inline constexpr int batch_row_tile =
+    P == compute::exact && sizeof(xsimd::batch<float, exact_vector_arch<A>>) == 64 ? 4 : 2;
 
 // RT weight rows from r against every activation row.
 template <class F, class A, compute P, int RT, class Scale>
@@ -542,8 +553,9 @@ void rows(const weights<Scale>& w, index_t r0, index_t r1, const activations& ac
     return;
   }
   index_t r = r0;
-  for (; r + batch_row_tile <= r1; r += batch_row_tile)
-    batch_rows<F, A, P, batch_row_tile>(w, r, act, y);
+  constexpr int rt = batch_row_tile<A, P>;
+  for (; r + rt <= r1; r += rt)
+    batch_rows<F, A, P, rt>(w, r, act, y);
   for (; r < r1; ++r)
     batch_rows<F, A, P, 1>(w, r, act, y);
 }
