@@ -286,6 +286,50 @@ APLQ_FORCE_INLINE B chunk_products(const B (&wv)[V], const float* x) noexcept {
 // Chunks summed together before a block's sum joins the row's (see tile_exact).
 inline constexpr index_t block_chunks = 32;
 
+// A row's chunks in blocks of at most Block chunks of one group (Block = 0: whole groups):
+// start(g) as group g begins, step(ch, load) for every chunk in order (as for_each_chunk), end()
+// after every block. With
+// OnePass, one for_each_chunk over the whole row, where a block's or a group's end is a test
+// inside the pass; otherwise a loop per group and block. Both make the same calls in the same
+// order, so a tile's results do not depend on which it takes. The loop per group breaks the
+// code stream at every group end (every two stripes of 4-bit codes at group 128), which stalls
+// it out of cache, and splits each 1-bit stripe between two groups of 128, whose second halves
+// then take the per-chunk loads of a partial stripe (chunk_at).
+template <bool OnePass, index_t Block, class F, class A, class VA = vector_arch<A>, class Scale,
+          class Start, class Step, class End>
+APLQ_FORCE_INLINE void for_each_block(const weights<Scale>& w, std::uint8_t* tail, Start&& start,
+                                      Step&& step, End&& end) {
+  const index_t block = Block == 0 ? w.chunks_per_group : Block;
+  if constexpr (OnePass) {
+    index_t g = 0;
+    index_t group_end = std::min(w.chunks_per_group, w.chunks);
+    index_t block_end = Block == 0 ? group_end : std::min(block, group_end);
+    start(g);
+    for_each_chunk<F, A, VA>(w, 0, w.chunks, tail, [&](index_t ch, auto load) {
+      step(ch, load);
+      if (ch + 1 == block_end && block_end < w.chunks) {
+        end();
+        if (Block == 0 || block_end == group_end) {
+          start(++g);
+          group_end = std::min(group_end + w.chunks_per_group, w.chunks);
+        }
+        block_end = Block == 0 ? group_end : std::min(block_end + block, group_end);
+      }
+    });
+    end();
+  } else {
+    for (index_t g = 0; g < w.groups; ++g) {
+      start(g);
+      const index_t begin = g * w.chunks_per_group;
+      const index_t stop = std::min(begin + w.chunks_per_group, w.chunks);
+      for (index_t b0 = begin; b0 < stop; b0 += block) {
+        for_each_chunk<F, A, VA>(w, b0, std::min(b0 + block, stop), tail, step);
+        end();
+      }
+    }
+  }
+}
+
 // A tile is RT consecutive weight rows from r times NX consecutive activation rows from n; it
 // writes y[n + k][r + i]. Every expanded weight chunk serves NX activation rows and every
 // activation chunk RT weight rows. Each output's arithmetic is the same whatever tile it falls
@@ -351,46 +395,15 @@ inline void tile_exact(const weights<Scale>& w, index_t r, const activations& ac
     for (int i = 0; i < RT; ++i)
       for (int k = 0; k < NX; ++k)
         bacc[i][k] = fb(0.0f);
-    if constexpr (F::bits != 8) {
-      // One pass over the row's chunks, as for group 32 (and as tile_int8 does for 1- and 4-bit
-      // GEMV): a block or a group ends at a test inside the pass, with the arithmetic, and its
-      // order, of the loop per group below, so results are the same bit for bit. The loop per
-      // group breaks the code stream at every group end (every two stripes of 4-bit codes at
-      // group 128) and splits each 1-bit stripe between two groups of 128, whose second halves
-      // then take the per-chunk loads of a partial stripe. 4096x4096 group 128, out of cache,
-      // benchmark suite, 2-vCPU Intel Xeon (Emerald Rapids), best of 2 alternating runs, loop
-      // per group -> one pass, us, GEMV 2 threads: 1-bit avx512vnni 526 -> 344, avx2 543 ->
-      // 442; 2-bit avx2 505 -> 461 (avx512vnni 351 -> 368); 4-bit zero point avx2 650 -> 616;
-      // batch 4, 1 thread, avx512vnni: 4-bit 2127 -> 1836, 2-bit 1970 -> 1753, 1-bit 2133 ->
-      // 1782. 8-bit codes keep the loop per group: a chunk is a stripe of their own, and one
-      // pass gained nothing for GEMV and lost at batch 4 (avx2, 1 thread: 2333 -> 2624).
-      index_t g = 0;
-      index_t group_end = std::min(w.chunks_per_group, w.chunks);
-      index_t block_end = std::min(block_chunks, group_end);
-      start_group(g);
-      for_each_chunk<F, A, VA>(w, 0, w.chunks, tail, [&](index_t ch, auto load) {
-        add_chunk(ch, load);
-        if (ch + 1 == block_end && block_end < w.chunks) {
-          end_block();
-          if (block_end == group_end) {
-            start_group(++g);
-            group_end = std::min(group_end + w.chunks_per_group, w.chunks);
-          }
-          block_end = std::min(block_end + block_chunks, group_end);
-        }
-      });
-      end_block();
-    } else {
-      for (index_t g = 0; g < w.groups; ++g) {
-        start_group(g);
-        const index_t begin = g * w.chunks_per_group;
-        const index_t end = std::min(begin + w.chunks_per_group, w.chunks);
-        for (index_t b0 = begin; b0 < end; b0 += block_chunks) {
-          for_each_chunk<F, A, VA>(w, b0, std::min(b0 + block_chunks, end), tail, add_chunk);
-          end_block();
-        }
-      }
-    }
+    // One pass over the row for 1-, 2- and 4-bit codes (for_each_block). 4096x4096 group 128,
+    // out of cache, benchmark suite, 2-vCPU Intel Xeon (Emerald Rapids), best of 2 alternating
+    // runs, loop per group -> one pass, us, GEMV 2 threads: 1-bit avx512vnni 526 -> 344, avx2
+    // 543 -> 442; 2-bit avx2 505 -> 461 (avx512vnni 351 -> 368); 4-bit zero point avx2 650 ->
+    // 616; batch 4, 1 thread, avx512vnni: 4-bit 2127 -> 1836, 2-bit 1970 -> 1753, 1-bit 2133 ->
+    // 1782. 8-bit codes keep the loop per group: a chunk is a stripe of their own, and one pass
+    // gained nothing for GEMV and lost at batch 4 (avx2, 1 thread: 2333 -> 2624).
+    for_each_block<F::bits != 8, block_chunks, F, A, VA>(w, tail, start_group, add_chunk,
+                                                         end_block);
   }
   for (int i = 0; i < RT; ++i)
     for (int k = 0; k < NX; ++k)
@@ -499,40 +512,16 @@ inline void tile_int8(const weights<Scale>& w, index_t r, const activations& act
         for (int k = 0; k < NX; ++k)
           acc[i][k] = xsimd::fma(fb(a[i]), gacc[i][k], acc[i][k]);
     };
-    if constexpr (one_pass) {
-      // GEMV of 1- and 4-bit codes: one pass over the row's chunks, as for group 32. A loop per
-      // group (below) ends every two stripes of 4-bit codes, which stalled the stream out of
-      // cache, and splits each 1-bit stripe between two groups of 128, whose second half then
-      // takes the per-chunk loads of a partial stripe. The arithmetic and its order are those of
-      // the loop per group. 4096x4096, out of cache, group 128, AVX512-VNNI, loop per group ->
-      // one pass, us: 4-bit 1 thread 784-790 -> 622-653, 2 threads 401-406 -> 334-347 (AVX2
-      // 372-389 -> 347-354); with zero points, 2 threads 396-402 -> 353-360; 1-bit 2 threads
-      // 279-283 -> 207-211. In cache (256x4096, 1 thread): 4-bit 25.6-26.1 -> 26.9-28.6 us, 1-bit
-      // 34.8 -> 22.8-26.0. 2- and 8-bit codes keep the loop per group: their groups of 128 are
-      // one and four whole stripes, and one pass was up to a fifth slower in cache (8-bit 24.8 ->
-      // 28-30 us) without a steady gain out of cache (2 threads: 2-bit 4-8% slower, 8-bit between
-      // 7% faster and the same in three pairs of runs).
-      index_t g = 0, group_end = std::min(w.chunks_per_group, w.chunks);
-      start_group(g);
-      for_each_chunk<F, A>(w, 0, w.chunks, tail, [&](index_t ch, auto load) {
-        add_chunk(ch, load);
-        if (ch + 1 == group_end && group_end < w.chunks) {
-          end_group();
-          group_end = std::min(group_end + w.chunks_per_group, w.chunks);
-          start_group(++g);
-        }
-      });
-      end_group();
-    } else {
-      // The rest: a loop per group.
-      for (index_t g = 0; g < w.groups; ++g) {
-        start_group(g);
-        const index_t end = std::min((g + 1) * w.chunks_per_group, w.chunks);
-        for_each_chunk<F, A>(w, g * w.chunks_per_group, end, tail,
-                             [&](index_t ch, auto load) { add_chunk(ch, load); });
-        end_group();
-      }
-    }
+    // A GEMV of 1- and 4-bit codes takes one pass over the row (for_each_block), the rest a
+    // loop per group. 4096x4096, out of cache, group 128, AVX512-VNNI, loop per group -> one
+    // pass, us: 4-bit 1 thread 784-790 -> 622-653, 2 threads 401-406 -> 334-347 (AVX2 372-389 ->
+    // 347-354); with zero points, 2 threads 396-402 -> 353-360; 1-bit 2 threads 279-283 ->
+    // 207-211. In cache (256x4096, 1 thread): 4-bit 25.6-26.1 -> 26.9-28.6 us, 1-bit 34.8 ->
+    // 22.8-26.0. 2- and 8-bit codes keep the loop per group: their groups of 128 are one and four
+    // whole stripes, and one pass was up to a fifth slower in cache (8-bit 24.8 -> 28-30 us)
+    // without a steady gain out of cache (2 threads: 2-bit 4-8% slower, 8-bit between 7% faster
+    // and the same in three pairs of runs).
+    for_each_block<one_pass, 0, F, A>(w, tail, start_group, add_chunk, end_group);
   }
   for (int i = 0; i < RT; ++i)
     for (int k = 0; k < NX; ++k)
