@@ -288,13 +288,12 @@ inline constexpr index_t block_chunks = 32;
 
 // A row's chunks in blocks of at most Block chunks of one group (Block = 0: whole groups):
 // start(g) as group g begins, step(ch, load) for every chunk in order (as for_each_chunk), end()
-// after every block. With
-// OnePass, one for_each_chunk over the whole row, where a block's or a group's end is a test
-// inside the pass; otherwise a loop per group and block. Both make the same calls in the same
-// order, so a tile's results do not depend on which it takes. The loop per group breaks the
-// code stream at every group end (every two stripes of 4-bit codes at group 128), which stalls
-// it out of cache, and splits each 1-bit stripe between two groups of 128, whose second halves
-// then take the per-chunk loads of a partial stripe (chunk_at).
+// after every block. With OnePass, one for_each_chunk over the whole row, where a block's or a
+// group's end is a test inside the pass; otherwise a loop per group and block. Both make the
+// same calls in the same order, so a tile's results do not depend on which it takes. The loop
+// per group breaks the code stream at every group end (every two stripes of 4-bit codes at
+// group 128), which stalls it out of cache, and splits each 1-bit stripe between two groups of
+// 128, whose second halves then take the per-chunk loads of a partial stripe (chunk_at).
 template <bool OnePass, index_t Block, class F, class A, class VA = vector_arch<A>, class Scale,
           class Start, class Step, class End>
 APLQ_FORCE_INLINE void for_each_block(const weights<Scale>& w, std::uint8_t* tail, Start&& start,
