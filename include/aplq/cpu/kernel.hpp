@@ -294,6 +294,8 @@ inline constexpr index_t block_chunks = 32;
 // per group breaks the code stream at every group end (every two stripes of 4-bit codes at
 // group 128), which stalls it out of cache, and splits each 1-bit stripe between two groups of
 // 128, whose second halves then take the per-chunk loads of a partial stripe (chunk_at).
+// Block is a template parameter so that whole groups (Block = 0, the int8 tiles) compile to the
+// group test alone: a run-time block size cost the int8 4-bit GEMV tile 9% more instructions.
 template <bool OnePass, index_t Block, class F, class A, class VA = vector_arch<A>, class Scale,
           class Start, class Step, class End>
 APLQ_FORCE_INLINE void for_each_block(const weights<Scale>& w, std::uint8_t* tail, Start&& start,
