@@ -413,7 +413,8 @@ APLQ_FORCE_INLINE __m256 lut_load8(const Scale* p) noexcept {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-// The 16 entries of a step's table in both 128-bit lanes, low or high bytes.
+// 16 bytes of a table in both 128-bit lanes: the low or high bytes of a step's 16 int16 entries,
+// or under the exact policy one byte of each of its f32 entries.
 APLQ_FORCE_INLINE __m256i lut_table(const std::uint8_t* p) noexcept {
   return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
@@ -557,8 +558,9 @@ void lut_tile_unbuffered(const lut_weights<Scale>& w, index_t t, const activatio
 // step's 4 activations
 //   T[e] = A[e & 3] + B[e >> 2],  A[i] = part(bit 0 of i) x0 + part(bit 1 of i) x1,  B the same
 // of x2, x3, holds sum over q of part(bit q of e) x_q. A permute (vpermps) looks up 16 rows'
-// entries at once (8 on AVX2, where it takes A[e & 3] and B[e >> 2] apart). The tables take 512
-// bytes per plane (with a zero point, in all) and 32 columns.
+// entries at once; AVX2, whose vpermps takes 8 entries, looks up the entries' bytes instead (see
+// lut_exact_tile_avx2). The tables take 512 bytes per plane (with a zero point, in all) and 32
+// columns.
 //
 // With a zero point the parts depend on the row's r, but the parts -1 and 0 at index e are the
 // parts 0 and 1 at the index with every bit flipped, negated. So one table of parts 0 and 1 per
@@ -609,8 +611,27 @@ inline constexpr bool lut_exact_whole_tables =
 #endif
     !std::is_base_of<xsimd::avx2, vector_arch<A>>::value;
 
-// Per activation row, the tables of every step: [n][chunks * 8][lut_exact_tables<K>][16] floats
-// (whole tables, or (A, A, B, B) for the AVX2 tile).
+#if defined(__AVX2__)
+// A table of 16 f32 entries (e[0] holds entries 0-3, ..., e[3] entries 12-15) as the AVX2 tile
+// reads it: 4 rows of 16 bytes, row b holding byte b of every entry.
+APLQ_FORCE_INLINE void lut_exact_byte_rows(const __m128 (&e)[4], float* out) noexcept {
+  // Per vector, dword b = byte b of its 4 entries; then the 4 x 4 dwords transposed.
+  const __m128i bytes = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  __m128i v[4];
+  for (int i = 0; i < 4; ++i)
+    v[i] = _mm_shuffle_epi8(_mm_castps_si128(e[i]), bytes);
+  const __m128i lo01 = _mm_unpacklo_epi32(v[0], v[1]), hi01 = _mm_unpackhi_epi32(v[0], v[1]);
+  const __m128i lo23 = _mm_unpacklo_epi32(v[2], v[3]), hi23 = _mm_unpackhi_epi32(v[2], v[3]);
+  auto* o = reinterpret_cast<__m128i*>(out);
+  _mm_storeu_si128(o, _mm_unpacklo_epi64(lo01, lo23));
+  _mm_storeu_si128(o + 1, _mm_unpackhi_epi64(lo01, lo23));
+  _mm_storeu_si128(o + 2, _mm_unpacklo_epi64(hi01, hi23));
+  _mm_storeu_si128(o + 3, _mm_unpackhi_epi64(hi01, hi23));
+}
+#endif
+
+// Per activation row, the tables of every step: [n][chunks * 8][lut_exact_tables<K>][16] floats,
+// as whole tables or, for the AVX2 tile, as 4 rows of 16 bytes (lut_exact_byte_rows).
 template <class A, class K>
 void build_exact_tables(const float* x, index_t n, index_t cols, index_t chunks,
                         float* tables) noexcept {
@@ -631,17 +652,17 @@ void build_exact_tables(const float* x, index_t n, index_t cols, index_t chunks,
                                     _mm_mul_ps(part1, _mm_shuffle_ps(v, v, 0x55)));
         const __m128 b = _mm_add_ps(_mm_mul_ps(part0, _mm_shuffle_ps(v, v, 0xaa)),
                                     _mm_mul_ps(part1, _mm_shuffle_ps(v, v, 0xff)));
-        if constexpr (lut_exact_whole_tables<A>) {
-          _mm_storeu_ps(t, _mm_add_ps(a, _mm_shuffle_ps(b, b, 0x00)));
-          _mm_storeu_ps(t + 4, _mm_add_ps(a, _mm_shuffle_ps(b, b, 0x55)));
-          _mm_storeu_ps(t + 8, _mm_add_ps(a, _mm_shuffle_ps(b, b, 0xaa)));
-          _mm_storeu_ps(t + 12, _mm_add_ps(a, _mm_shuffle_ps(b, b, 0xff)));
-        } else {
-          _mm_storeu_ps(t, a);
-          _mm_storeu_ps(t + 4, a);
-          _mm_storeu_ps(t + 8, b);
-          _mm_storeu_ps(t + 12, b);
+        const __m128 e[4] = {
+            _mm_add_ps(a, _mm_shuffle_ps(b, b, 0x00)), _mm_add_ps(a, _mm_shuffle_ps(b, b, 0x55)),
+            _mm_add_ps(a, _mm_shuffle_ps(b, b, 0xaa)), _mm_add_ps(a, _mm_shuffle_ps(b, b, 0xff))};
+#if defined(__AVX2__)
+        if constexpr (!lut_exact_whole_tables<A>) {
+          lut_exact_byte_rows(e, t);
+          continue;
         }
+#endif
+        for (int q = 0; q < 4; ++q)
+          _mm_storeu_ps(t + 4 * q, e[q]);
       }
     }
 #endif
@@ -652,18 +673,22 @@ void build_exact_tables(const float* x, index_t n, index_t cols, index_t chunks,
         v[q] = j < cols ? xk[j] : 0.0f;
       }
       for (int p = 0; p < TB; ++p, t += lut_exact_table) {
-        float a[4], b[4];
+        float a[4], b[4], e[16];
         for (unsigned i = 0; i < 4; ++i) {
           a[i] = lut_exact_part<K>(p, i & 1u) * v[0] + lut_exact_part<K>(p, i >> 1) * v[1];
           b[i] = lut_exact_part<K>(p, i & 1u) * v[2] + lut_exact_part<K>(p, i >> 1) * v[3];
         }
+        for (int i = 0; i < 16; ++i)
+          e[i] = a[i & 3] + b[i >> 2];
         if constexpr (lut_exact_whole_tables<A>) {
-          for (int e = 0; e < 16; ++e)
-            t[e] = a[e & 3] + b[e >> 2];
+          std::copy(e, e + 16, t);
         } else {
-          for (int e = 0; e < 4; ++e) {
-            t[e] = t[4 + e] = a[e];
-            t[8 + e] = t[12 + e] = b[e];
+          auto* bytes = reinterpret_cast<std::uint8_t*>(t);
+          for (int i = 0; i < 16; ++i) {
+            std::uint32_t u;
+            std::memcpy(&u, e + i, sizeof u);
+            for (int r = 0; r < 4; ++r)
+              bytes[16 * r + i] = static_cast<std::uint8_t>(u >> (8 * r));
           }
         }
       }
@@ -734,7 +759,7 @@ APLQ_FORCE_INLINE lut_exact_inputs<Scale> lut_exact_at(const lut_weights<Scale>&
 }
 
 // One tile (32 rows from 32 * t) against activation row k, one lookup at a time (whole
-// tables): the kernel of every ISA without vpermps, and the reference for the vector ones.
+// tables): the kernel of every ISA below AVX2, and the reference for the vector ones.
 template <class K, class A, class Scale>
 void lut_exact_tile_scalar(const lut_weights<Scale>& w, index_t t, const float* tables,
                            const float* sums, index_t k, float* y) noexcept {
@@ -780,16 +805,40 @@ void lut_exact_tile_scalar(const lut_weights<Scale>& w, index_t t, const float* 
 }
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-// The AVX2 tile: rows by eights (quarters of the tile). A code byte's low and high nibbles index
-// two steps; vpermps (which reads bits 0-2) on the byte finds A[e & 3] in (A, A), on the byte >> 2
-// B[e >> 2] in (B, B), and on >> 4, >> 6 the same for the high nibble. Each plane sums into two
-// registers of its own. With a zero point, a lane flips its index bytes by xor 0xff (both
-// nibbles) and its plane sum by the sign bit.
+// Rows 4q .. 4q + 3 and 16 + 4q .. 16 + 4q + 3 of 32 (a quarter of the AVX2 exact tile, in the
+// order its sums come in) as f32.
+template <class Scale>
+APLQ_FORCE_INLINE __m256 lut_load_quarter(const Scale* p, int q) noexcept {
+  if constexpr (std::is_same<Scale, float>::value) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(p + 4 * q)),
+                                _mm_loadu_ps(p + 16 + 4 * q), 1);
+  } else {
+    const __m128i lo = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 4 * q));
+    const __m128i hi = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 16 + 4 * q));
+    return _mm256_cvtph_ps(_mm_unpacklo_epi64(lo, hi));
+  }
+}
+
+// The AVX2 tile: all 32 rows at once, by byte shuffles (vpshufb). A step's table is stored as
+// 4 rows of 16 bytes (byte b of every entry, lut_exact_byte_rows); the code bytes' nibbles, 32
+// rows' indices in one register, look up each row of bytes, and two rounds of unpacks put the
+// bytes of each entry back together: 12 shuffles for 32 rows and 4 columns, where vpermps on 8
+// rows at a time (its 8 entries holding half a table) took 8 vpermps and 2 widenings. The
+// shuffles and unpacks run on two ports of Ice Lake and later Intel cores and of AMD's Zen, where
+// vpermps has one on Intel; on cores with one shuffle port (Haswell to Comet Lake) this tile may
+// be the slower, which was not measured. 4096x4096, 2 threads, out of cache, benchmark suite,
+// 2-vCPU Intel Xeon (Emerald Rapids), best of 2 alternating runs, vpermps -> shuffles, us: 2-bit
+// group 32 GEMV 678 -> 392, group 32 zero point 740 -> 522, group 128 615 -> 373, group 128
+// batch 4 2319 -> 1331; 1-bit group 128 GEMV 258 -> 197.
+// The f32 sums come in quarters of rows 4q .. 4q + 3 and 16 + 4q .. 16 + 4q + 3, and the scales,
+// zero points and signs are loaded in that order too. With a zero point, a row flips its index
+// bytes by xor 0xff (both nibbles) and its plane sum by the sign bit.
 template <class K, class Scale>
 void lut_exact_tile_avx2(const lut_weights<Scale>& w, index_t t, const float* tables,
                          const float* sums, index_t k, float* y) noexcept {
   const auto [codes, sc, zc, tab, gsum] = lut_exact_at<K>(w, t, tables, sums, k);
-  constexpr int B = K::bits, TB = lut_exact_tables<K>;
+  constexpr int B = K::bits, TB = lut_exact_tables<K>, P = K::zero_point ? B : 1;
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
   __m256 acc[4];
   for (int q = 0; q < 4; ++q)
     acc[q] = _mm256_setzero_ps();
@@ -798,13 +847,16 @@ void lut_exact_tile_avx2(const lut_weights<Scale>& w, index_t t, const float* ta
     __m256 block[4];
     for (int q = 0; q < 4; ++q)
       block[q] = _mm256_setzero_ps();
-    // With a zero point, per plane and row: 0xff and the sign bit where r has bit p set.
-    alignas(32) std::int32_t flip[B][lut_tile_rows], sign[B][lut_tile_rows];
+    // With a zero point, per plane: 0xff in the bytes of rows whose r has bit p set, and per
+    // quarter the sign bit in their lanes.
+    __m256i flip[B];
+    __m256 sign[B][4];
     if constexpr (K::zero_point) {
       APLQ_PREFETCH(zc + g * lut_tile_rows + lut_prefetch_scales / sizeof(Scale));
       const __m256 gs = _mm256_broadcast_ss(gsum + g);
+      __m256i set[B][4];
       for (int q = 0; q < 4; ++q) {
-        const __m256 z = lut_load8(zc + g * lut_tile_rows + 8 * q);
+        const __m256 z = lut_load_quarter(zc + g * lut_tile_rows, q);
         const __m256 r = _mm256_min_ps(
             _mm256_max_ps(_mm256_round_ps(z, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
                           _mm256_setzero_ps()),
@@ -812,70 +864,75 @@ void lut_exact_tile_avx2(const lut_weights<Scale>& w, index_t t, const float* ta
         const __m256i ri = _mm256_cvttps_epi32(r);
         for (int p = 0; p < B; ++p) {
           const __m256i bit = _mm256_set1_epi32(1 << p);
-          const __m256i set = _mm256_cmpeq_epi32(_mm256_and_si256(ri, bit), bit);
-          _mm256_store_si256(reinterpret_cast<__m256i*>(flip[p] + 8 * q),
-                             _mm256_and_si256(set, _mm256_set1_epi32(0xff)));
-          _mm256_store_si256(reinterpret_cast<__m256i*>(sign[p] + 8 * q),
-                             _mm256_and_si256(set, _mm256_set1_epi32(INT32_MIN)));
+          set[p][q] = _mm256_cmpeq_epi32(_mm256_and_si256(ri, bit), bit);
+          sign[p][q] =
+              _mm256_castsi256_ps(_mm256_and_si256(set[p][q], _mm256_set1_epi32(INT32_MIN)));
         }
         if (b0 == g * w.chunks_per_group) // the group's term opens its first block
           block[q] = _mm256_mul_ps(_mm256_sub_ps(r, z), gs);
       }
+      // Saturating packs of the quarters' all-ones dwords give the rows' bytes in order.
+      for (int p = 0; p < B; ++p)
+        flip[p] = _mm256_packs_epi16(_mm256_packs_epi32(set[p][0], set[p][1]),
+                                     _mm256_packs_epi32(set[p][2], set[p][3]));
     }
     for (index_t c = b0; c < b1; ++c) {
       const std::uint8_t* chunk = codes + c * B * 128;
       lut_prefetch_chunk(chunk, B * 128);
-      const float* ts = tab + c * 8 * TB * lut_exact_table;
+      const auto* ts = reinterpret_cast<const std::uint8_t*>(tab + c * 8 * TB * lut_exact_table);
+      __m256 part[P][4]; // per plane with a zero point; else all in part[0]
+      for (int p = 0; p < P; ++p)
+        for (int q = 0; q < 4; ++q)
+          part[p][q] = _mm256_setzero_ps();
+      for (int b = 0; b < 4; ++b)
+        for (int p = 0; p < B; ++p) {
+          __m256i v =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(chunk + p * 128 + 32 * b));
+          if constexpr (K::zero_point)
+            v = _mm256_xor_si256(v, flip[p]);
+          const __m256i e[2] = {_mm256_and_si256(v, nibble),
+                                _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble)};
+          for (int h = 0; h < 2; ++h) {
+            const std::uint8_t* tb = ts + ((2 * b + h) * TB + (TB == 1 ? 0 : p)) * 64;
+            __m256i bytes[4];
+            for (int r = 0; r < 4; ++r)
+              bytes[r] = _mm256_shuffle_epi8(lut_table(tb + 16 * r), e[h]);
+            const __m256i lo01 = _mm256_unpacklo_epi8(bytes[0], bytes[1]); // rows 0-7 | 16-23
+            const __m256i hi01 = _mm256_unpackhi_epi8(bytes[0], bytes[1]); // rows 8-15 | 24-31
+            const __m256i lo23 = _mm256_unpacklo_epi8(bytes[2], bytes[3]);
+            const __m256i hi23 = _mm256_unpackhi_epi8(bytes[2], bytes[3]);
+            const __m256i entry[4] = {
+                _mm256_unpacklo_epi16(lo01, lo23), _mm256_unpackhi_epi16(lo01, lo23),
+                _mm256_unpacklo_epi16(hi01, hi23), _mm256_unpackhi_epi16(hi01, hi23)};
+            __m256(&into)[4] = part[P == 1 ? 0 : p];
+            for (int q = 0; q < 4; ++q)
+              into[q] = _mm256_add_ps(into[q], _mm256_castsi256_ps(entry[q]));
+          }
+        }
       for (int q = 0; q < 4; ++q) {
-        __m256 pa[B], pb[B];
-        for (int p = 0; p < B; ++p)
-          pa[p] = pb[p] = _mm256_setzero_ps();
-        for (int b = 0; b < 4; ++b)
-          for (int p = 0; p < B; ++p) {
-            __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                reinterpret_cast<const __m128i*>(chunk + p * 128 + 32 * b + 8 * q)));
-            if constexpr (K::zero_point)
-              e = _mm256_xor_si256(
-                  e, _mm256_load_si256(reinterpret_cast<const __m256i*>(flip[p] + 8 * q)));
-            const float* lo = ts + (2 * b * TB + (TB == 1 ? 0 : p)) * lut_exact_table;
-            const float* hi = lo + TB * lut_exact_table;
-            pa[p] = _mm256_add_ps(pa[p], _mm256_permutevar8x32_ps(_mm256_loadu_ps(lo), e));
-            pb[p] = _mm256_add_ps(
-                pb[p], _mm256_permutevar8x32_ps(_mm256_loadu_ps(lo + 8), _mm256_srli_epi32(e, 2)));
-            pa[p] = _mm256_add_ps(
-                pa[p], _mm256_permutevar8x32_ps(_mm256_loadu_ps(hi), _mm256_srli_epi32(e, 4)));
-            pb[p] = _mm256_add_ps(
-                pb[p], _mm256_permutevar8x32_ps(_mm256_loadu_ps(hi + 8), _mm256_srli_epi32(e, 6)));
-          }
-        __m256 sum;
+        __m256 sum = part[0][q];
         if constexpr (K::zero_point) {
-          const auto signed_by = [&](__m256 v, int p) {
-            return _mm256_xor_ps(v,
-                                 _mm256_load_ps(reinterpret_cast<const float*>(sign[p] + 8 * q)));
-          };
-          sum = signed_by(_mm256_add_ps(pa[0], pb[0]), 0);
+          sum = _mm256_xor_ps(sum, sign[0][q]);
           if constexpr (B == 2) {
-            const __m256 v1 = _mm256_add_ps(pa[1], pb[1]);
-            sum = _mm256_add_ps(sum, signed_by(_mm256_add_ps(v1, v1), 1));
+            const __m256 v1 = _mm256_add_ps(part[1][q], part[1][q]);
+            sum = _mm256_add_ps(sum, _mm256_xor_ps(v1, sign[1][q]));
           }
-        } else {
-          sum = _mm256_add_ps(pa[0], pb[0]);
-          if constexpr (B == 2)
-            sum = _mm256_add_ps(sum, _mm256_add_ps(pa[1], pb[1]));
         }
         block[q] = _mm256_add_ps(block[q], sum);
       }
     }
     for (int q = 0; q < 4; ++q) {
-      __m256 a = lut_load8(sc + g * lut_tile_rows + 8 * q);
+      __m256 a = lut_load_quarter(sc + g * lut_tile_rows, q);
       if constexpr (K::affine_a(1.0f) != 1.0f)
         a = _mm256_mul_ps(a, _mm256_set1_ps(K::affine_a(1.0f)));
       acc[q] = _mm256_fmadd_ps(a, block[q], acc[q]);
     }
   });
   alignas(32) float out[lut_tile_rows];
-  for (int q = 0; q < 4; ++q)
-    _mm256_store_ps(out + 8 * q, acc[q]);
+  for (int q = 0; q < 4; ++q) {
+    _mm_store_ps(out + 4 * q, _mm256_castps256_ps128(acc[q]));
+    _mm_store_ps(out + 16 + 4 * q, _mm256_extractf128_ps(acc[q], 1));
+  }
   lut_store_tile(out, w.rows, t, k, y);
 }
 #endif
@@ -1001,6 +1058,10 @@ APLQ_FORCE_INLINE void lut_exact_tile(const lut_weights<Scale>& w, index_t t, co
 // 3.4, batch 64 10.5 and 9.8, AVX2 batch 16 3.3 and 3.9, batch 64 15.2 and 13.1. The panels filled
 // from the tiles then cost 3-10% more than the plain layout's (2-bit, AVX-512: batch 16 3.9 and
 // 3.6, batch 64 10.5 and 10.3): a row's chunk is 4 bytes per plane, 32 bytes apart.
+// With the AVX2 tile on byte shuffles (lut_exact_tile_avx2), tables against the panels filled
+// from the tiles: 2-bit group 128 batch 16 5.2 and 4.3; 1-bit group 128 batch 32 5.5 and 6.5,
+// batch 64 13.9 and 13.6. So with AVX2 1-bit tables would pay up to about 64 rows; the threshold
+// stays at 32, one for both ISAs.
 template <int Bits>
 inline constexpr index_t lut_exact_panel_min_batch = Bits == 2 ? panel_min_batch : 32;
 
