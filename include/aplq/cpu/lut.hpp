@@ -604,12 +604,19 @@ float lut_nearest_code(float z) noexcept {
   return std::fmin(std::fmax(std::rint(z), 0.0f), static_cast<float>(K::code_max));
 }
 
+// Whether the tables on A are whole tables, or byte rows for lut_exact_tile_avx2: byte rows
+// exactly where that tile runs (see lut_exact_tile), which is compiled only with AVX2, FMA and
+// F16C.
 template <class A>
 inline constexpr bool lut_exact_whole_tables =
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #if defined(__AVX512F__)
     std::is_base_of<xsimd::avx512f, A>::value ||
 #endif
     !std::is_base_of<xsimd::avx2, vector_arch<A>>::value;
+#else
+    true;
+#endif
 
 #if defined(__AVX2__)
 // A table of 16 f32 entries (e[0] holds entries 0-3, ..., e[3] entries 12-15) as the AVX2 tile
@@ -759,7 +766,7 @@ APLQ_FORCE_INLINE lut_exact_inputs<Scale> lut_exact_at(const lut_weights<Scale>&
 }
 
 // One tile (32 rows from 32 * t) against activation row k, one lookup at a time (whole
-// tables): the kernel of every ISA below AVX2, and the reference for the vector ones.
+// tables): the kernel wherever neither vector tile is compiled in, and the reference for them.
 template <class K, class A, class Scale>
 void lut_exact_tile_scalar(const lut_weights<Scale>& w, index_t t, const float* tables,
                            const float* sums, index_t k, float* y) noexcept {
