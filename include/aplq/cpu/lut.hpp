@@ -687,17 +687,15 @@ void build_exact_tables(const float* x, index_t n, index_t cols, index_t chunks,
         }
         for (int i = 0; i < 16; ++i)
           e[i] = a[i & 3] + b[i >> 2];
-        if constexpr (lut_exact_whole_tables<A>) {
-          std::copy(e, e + 16, t);
-        } else {
-          auto* bytes = reinterpret_cast<std::uint8_t*>(t);
-          for (int i = 0; i < 16; ++i) {
-            std::uint32_t u;
-            std::memcpy(&u, e + i, sizeof u);
-            for (int r = 0; r < 4; ++r)
-              bytes[16 * r + i] = static_cast<std::uint8_t>(u >> (8 * r));
-          }
+#if defined(__AVX2__)
+        if constexpr (!lut_exact_whole_tables<A>) {
+          const __m128 ev[4] = {_mm_loadu_ps(e), _mm_loadu_ps(e + 4), _mm_loadu_ps(e + 8),
+                                _mm_loadu_ps(e + 12)};
+          lut_exact_byte_rows(ev, t);
+          continue;
         }
+#endif
+        std::copy(e, e + 16, t);
       }
     }
   }
