@@ -16,7 +16,10 @@ using namespace aplq_test;
 struct shape {
   index_t m, k;
 };
-constexpr shape shapes[] = {{1, 1}, {3, 31}, {5, 33}, {17, 100}, {9, 257}, {33, 1000}, {4, 4099}};
+// 33 x 2100: the exact panels' tasks (12 rows here) take their row groups (two of 6 rows with
+// AVX2, one of 12 with AVX-512) through two column spans (1280 columns at panel_batch with
+// either), each with a summation block's end inside it, the last one partial.
+constexpr shape shapes[] = {{1, 1}, {3, 31}, {5, 33}, {17, 100}, {9, 257}, {33, 2100}, {4, 4099}};
 constexpr index_t batch = 6; // one tile of four activation rows plus a remainder of two
 // The panel paths: the exact policy's (batch >= 12) gets two whole panels of 16 activation rows
 // (four of 8 on 128-bit ISAs) and a partial one; the int8 policy's (AVX2 and AVX-512 from batch
