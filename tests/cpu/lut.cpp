@@ -310,6 +310,59 @@ TEST_CASE_TEMPLATE("cpu/lut: the int8 fallback without buffers against the oracl
             .first == -1);
 }
 
+// The int8 tables at their extremes: activations of one magnitude, so every one quantizes to
+// +-127, against rows whose codes are all the largest (every lookup reads entry 15, the sum of 4
+// activations) and rows of random codes. Where the 4 are +127, the entry is +508, biased 1020,
+// whose high digit is the largest, 31: the table digits' byte sums reach their bound (8 * 31 =
+// 248) in the rows of all +1 and of +3. A digit sum that overflowed or saturated would be off
+// by far more than the bounds below.
+TEST_CASE_TEMPLATE("cpu/lut: int8 tables at their extremes against the oracle", F, q1_g32, q2_g32,
+                   format<2, 128, true, float>) {
+  const auto isas = available_isas();
+  REQUIRE_FALSE(isas.empty());
+  constexpr index_t m = 40, k = 1000, n = 5;
+  rng r(6100 + F::bits);
+  qmatrix<F> q;
+  REQUIRE(q.reset(m, k) == status::ok);
+  const index_t row_bytes = static_cast<index_t>(q.codes().size()) / m;
+  for (index_t i = 0; i < m; ++i)
+    for (index_t b = 0; b < row_bytes; ++b)
+      q.codes()[static_cast<std::size_t>(i * row_bytes + b)] =
+          i % 2 == 0 ? std::uint8_t{0xff} : static_cast<std::uint8_t>(r.gen() & 0xffu);
+  for (auto& s : q.scales())
+    s = 0.5f + static_cast<float>(r.gen() % 8) / 8.0f;
+  if constexpr (F::zero_point)
+    for (auto& z : q.zeros())
+      z = static_cast<float>(r.gen() % 4);
+  // Rows of activations: all +1, all -1, steps of 4 alternating in sign, then random signs; the
+  // last row's values scaled by 3, the quantized activations the same.
+  std::vector<float> x(static_cast<std::size_t>(n * k));
+  for (index_t i = 0; i < n; ++i)
+    for (index_t j = 0; j < k; ++j) {
+      const float v = i == 0   ? 1.0f
+                      : i == 1 ? -1.0f
+                      : i == 2 ? (j / 4 % 2 == 0 ? 1.0f : -1.0f)
+                               : (r.gen() & 1u ? 1.0f : -1.0f);
+      x[static_cast<std::size_t>(i * k + j)] = i == 4 ? 3.0f * v : v;
+    }
+  std::vector<double> expect(static_cast<std::size_t>(n * m));
+  REQUIRE(ref::gemm(q.view(), x.data(), n, expect.data()) == status::ok);
+  const auto bound = int8_bound(q.view(), x, n);
+  const auto rounding = int8_bound(q.view(), x, n, true);
+  cpu::lut_matrix<F> lut;
+  REQUIRE(lut.pack(q.view()) == status::ok);
+  for (auto isa : isas) {
+    INFO(name_of<F>().c_str(), " ", dispatch::isa_name(isa));
+    std::vector<float> y(static_cast<std::size_t>(n * m)), plain(y.size());
+    REQUIRE(dispatch::gemm(cpu::erase(lut.view()), x.data(), n, y.data(), {1, compute::int8},
+                           isa) == status::ok);
+    CHECK(worst_outside(y, expect, bound).first == -1);
+    REQUIRE(dispatch::gemm(dispatch::erase(q.view()), x.data(), n, plain.data(), {1, compute::int8},
+                           isa) == status::ok);
+    CHECK(worst_outside(y, std::vector<double>(plain.begin(), plain.end()), rounding).first == -1);
+  }
+}
+
 TEST_CASE("cpu/lut: bad arguments return a status and leave the output alone") {
   using F = format<2, 32, true>;
   rng r(7007);
