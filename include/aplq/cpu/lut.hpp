@@ -1154,7 +1154,7 @@ auto lut_exact_fill(const lut_weights<Scale>& w) noexcept {
 // chunk of its 32 rows together, so the panels go a column block at a time through every row
 // group of the task (a few tiles), and a tile's bytes of that block serve all its row groups
 // while they are in L1. Spans of the whole row, as the plain layout takes them, read a row
-// group's bytes across the whole row, and the tile's next row group read them again from L2:
+// group's bytes across the whole row, and the tile's next row group reads them again from L2:
 // with AVX-512, 2-bit group 32 with zero point (64 KiB a tile), 4096x4096, 2 threads, out of
 // cache, 3 alternating runs, batch 16 3.75-3.95 ms this way, 4.10-4.19 by spans.
 template <class K, class A, class Scale>
